@@ -1,0 +1,303 @@
+"""Pydantic v2 wire models of `spec/openapi.yaml`, used by the reference server.
+
+The document is the oracle: `tests/spec/test_drift.py` proves these models describe the same
+schemas (field names, types, defaults, bounds, required sets). Cross-field rules that JSON
+Schema cannot express (spec/DECISIONS.md D2, D3) are validators here and prose in the document.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+__all__ = [
+    "FINISH_REASONS",
+    "AssistantMessage",
+    "ChatChoice",
+    "ChatChunkChoice",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatCompletionResponse",
+    "ChatDelta",
+    "ChatMessage",
+    "CompletionChoice",
+    "CompletionChunk",
+    "CompletionChunkChoice",
+    "CompletionRequest",
+    "CompletionResponse",
+    "ContentPart",
+    "ErrorBody",
+    "ErrorResponse",
+    "FinishReason",
+    "GenerationParameters",
+    "ImageUrl",
+    "ImageUrlContentPart",
+    "InvalidParameter",
+    "Logprobs",
+    "ModelInfo",
+    "StreamOptions",
+    "TextContentPart",
+    "Usage",
+]
+
+class InvalidParameter(ValueError):
+    """A cross-field rule broken by a request; carries the parameter to name in the 400."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+FinishReason = Literal["stop", "length", "content_filter", "content_filter_error"] | None
+FINISH_REASONS: tuple[str, ...] = ("stop", "length", "content_filter", "content_filter_error")
+
+
+class RequestModel(BaseModel):
+    """Request bodies: unknown fields are ignored (D15); values are never coerced from strings."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class ResponseModel(BaseModel):
+    """Response bodies: the server builds them, so unknown fields are a programming error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests -----------------------------------------------------------------------------
+
+NonEmptyString = Annotated[str, Field(min_length=1)]
+TokenId = Annotated[int, Field(ge=0)]
+
+
+class StreamOptions(RequestModel):
+    """Extension (D10): ask for a final usage chunk."""
+
+    include_usage: bool = Field(default=False, description="Send a final usage chunk before [DONE].")
+
+
+class TextContentPart(RequestModel):
+    """Llama 3.2 Vision content part: text."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ImageUrl(RequestModel):
+    """The image reference of an image_url part."""
+
+    url: str
+
+
+class ImageUrlContentPart(RequestModel):
+    """Llama 3.2 Vision content part: an image by URL (data: URLs included)."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+ContentPart = Annotated[TextContentPart | ImageUrlContentPart, Field(discriminator="type")]
+
+
+class ChatMessage(RequestModel):
+    """One message of the chat history."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str | Annotated[list[ContentPart], Field(min_length=1)]
+
+
+class GenerationParameters(RequestModel):
+    """The request fields shared by both route families, in docs order."""
+
+    stream: bool = False
+    max_tokens: int = Field(default=16, ge=1)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    temperature: float = Field(default=1.0, ge=0, le=2)
+    n: int = Field(default=1, ge=1, le=16)
+    stop: NonEmptyString | Annotated[list[NonEmptyString], Field(max_length=16)] | None = None
+    best_of: int | None = Field(default=None, ge=1, le=16)
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    ignore_eos: bool = False
+    use_beam_search: bool = False
+    stop_token_ids: Annotated[list[TokenId], Field(max_length=64)] | None = None
+    skip_special_tokens: bool | None = None
+    stream_options: StreamOptions | None = None
+    seed: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _floats_accept_integers(cls, data: Any) -> Any:
+        # strict mode would refuse `"temperature": 1`; JSON has one number type.
+        if isinstance(data, dict):
+            for name in ("top_p", "temperature", "presence_penalty"):
+                value = data.get(name)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    data = {**data, name: float(value)}
+        return data
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> GenerationParameters:
+        best_of = self.effective_best_of
+        if best_of < self.n:
+            raise InvalidParameter("best_of", f"best_of ({best_of}) must be greater than or equal to n ({self.n})")
+        if self.use_beam_search:
+            if best_of <= 1:
+                raise InvalidParameter("best_of", "use_beam_search requires best_of > 1 (the beam width)")
+            if self.temperature != 0:
+                raise InvalidParameter("temperature", "use_beam_search requires temperature 0 (spec D2)")
+            if self.stream:
+                raise InvalidParameter("use_beam_search", "use_beam_search cannot be streamed")
+        if self.stream and best_of > self.n:
+            raise InvalidParameter("best_of", "best_of greater than n cannot be streamed")
+        return self
+
+    @property
+    def effective_best_of(self) -> int:
+        """best_of, with null meaning n (D3)."""
+        return self.best_of if self.best_of is not None else self.n
+
+    @property
+    def stop_sequences(self) -> list[str]:
+        """`stop` as a list."""
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    @property
+    def include_usage_in_stream(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class CompletionRequest(GenerationParameters):
+    """Body of POST /v1/completions and POST /completions."""
+
+    prompt: str
+
+
+class ChatCompletionRequest(GenerationParameters):
+    """Body of POST /v1/chat/completions and POST /chat/completions."""
+
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=512)]
+
+
+# --- responses ----------------------------------------------------------------------------
+
+
+class Usage(ResponseModel):
+    """Token usage of a request (completion_tokens summed over the returned choices, D18)."""
+
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    total_tokens: int = Field(ge=0)
+
+
+class Logprobs(ResponseModel):
+    """The documented logprobs object (D8, D19)."""
+
+    text_offsets: list[Annotated[int, Field(ge=0)]]
+    token_logprobs: list[Annotated[float, Field(le=0)] | None]
+    tokens: list[str]
+    top_logprobs: list[dict[str, Annotated[float, Field(le=0)]] | None]
+
+
+class CompletionChoice(ResponseModel):
+    index: int = Field(ge=0)
+    text: str
+    finish_reason: FinishReason
+    logprobs: Logprobs | None = None
+
+
+class CompletionResponse(ResponseModel):
+    id: str = Field(min_length=1)
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(ge=0)
+    model: str
+    choices: list[CompletionChoice] = Field(min_length=1)
+    usage: Usage
+
+
+class CompletionChunkChoice(ResponseModel):
+    index: int = Field(ge=0)
+    text: str
+    finish_reason: FinishReason
+    logprobs: Logprobs | None = None
+
+
+class CompletionChunk(ResponseModel):
+    id: str = Field(min_length=1)
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(ge=0)
+    model: str
+    choices: list[CompletionChunkChoice]
+    usage: Usage | None = None
+
+
+class AssistantMessage(ResponseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatDelta(ResponseModel):
+    """A chat chunk's message piece; `role` only in the first delta of a choice (absent otherwise)."""
+
+    role: Literal["assistant"] | None = Field(default=None, exclude_if=lambda role: role is None)
+    content: str | None = None
+
+
+class ChatChoice(ResponseModel):
+    index: int = Field(ge=0)
+    message: AssistantMessage
+    finish_reason: FinishReason
+    logprobs: Logprobs | None = None
+
+
+class ChatCompletionResponse(ResponseModel):
+    id: str = Field(min_length=1)
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(ge=0)
+    model: str
+    choices: list[ChatChoice] = Field(min_length=1)
+    usage: Usage
+
+
+class ChatChunkChoice(ResponseModel):
+    index: int = Field(ge=0)
+    delta: ChatDelta
+    finish_reason: FinishReason
+    logprobs: Logprobs | None = None
+
+
+class ChatCompletionChunk(ResponseModel):
+    id: str = Field(min_length=1)
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = Field(ge=0)
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
+class ModelInfo(ResponseModel):
+    model_name: str
+    model_type: Literal["chat-completion", "text-generation"]
+    model_provider_name: str
+
+
+class ErrorBody(ResponseModel):
+    code: str
+    message: str = Field(min_length=1)
+    param: str | None = None
+    type: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class ErrorResponse(ResponseModel):
+    """The one error envelope (D14)."""
+
+    error: ErrorBody

@@ -1,0 +1,48 @@
+"""Deployment profiles (spec/profiles.yaml): the platform rules of a deployment kind (D1)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["PROFILES_PATH", "Profile", "load_profiles", "get_profile"]
+
+PROFILES_PATH = Path(__file__).with_name("profiles.yaml")
+
+
+class Profile(BaseModel):
+    """Rate limits and content-safety rule of one deployment kind."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    name: str
+    description: str
+    requests_per_minute: int | None = Field(ge=1, description="RPM per deployment; None: no platform limit.")
+    tokens_per_minute: int | None = Field(ge=1, description="TPM per deployment; None: no platform limit.")
+    max_concurrent_requests: int | None = Field(ge=1, description="Concurrent requests cap; None: none.")
+    content_safety: Literal["required", "optional"]
+    source: str = Field(alias="x-source")
+
+    @property
+    def has_rate_limits(self) -> bool:
+        return self.requests_per_minute is not None or self.tokens_per_minute is not None
+
+
+@functools.cache
+def load_profiles() -> dict[str, Profile]:
+    """All profiles by name."""
+    raw = yaml.safe_load(PROFILES_PATH.read_text(encoding="utf-8"))
+    return {name: Profile(name=name, **fields) for name, fields in raw.items()}
+
+
+def get_profile(name: str) -> Profile:
+    """One profile; a clear error naming the known ones otherwise."""
+    profiles = load_profiles()
+    try:
+        return profiles[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(sorted(profiles))}") from None
