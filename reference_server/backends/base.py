@@ -1,0 +1,158 @@
+"""The one small interface every backend implements, and the data that crosses it.
+
+The HTTP layer only sees these types: it never imports llama.cpp or vLLM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "Backend",
+    "BackendInfo",
+    "BackendOverloaded",
+    "ChatTurn",
+    "Choice",
+    "ChoiceDelta",
+    "FinishReason",
+    "GeneratedToken",
+    "Generation",
+    "PromptTooLong",
+    "SamplingOptions",
+]
+
+FinishReason = Literal["stop", "length", "content_filter", "content_filter_error"]
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """What to generate, already validated by the HTTP layer (spec/models.py)."""
+
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    best_of: int = 1
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    logprobs: int | None = None
+    presence_penalty: float = 0.0
+    ignore_eos: bool = False
+    use_beam_search: bool = False
+    skip_special_tokens: bool = True
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """One message for the chat template (vision parts already reduced to text by the HTTP layer)."""
+
+    role: str
+    content: str
+
+
+@dataclass
+class GeneratedToken:
+    """One generated token as it appears in the returned text.
+
+    `text` is the token's share of the choice text: the tokens of a choice concatenate to its
+    text exactly (a token that completes a multi-byte character carries the whole character; a
+    token cut by a stop string carries only the part before it).
+    """
+
+    token_id: int
+    text: str
+    logprob: float
+    top_logprobs: dict[str, float] | None = None
+
+
+@dataclass
+class Choice:
+    """One finished choice."""
+
+    index: int
+    text: str
+    tokens: list[GeneratedToken]
+    finish_reason: FinishReason
+
+
+@dataclass
+class ChoiceDelta:
+    """A streamed piece of one choice: new tokens, their text, and the finish reason on the last."""
+
+    index: int
+    text: str
+    tokens: list[GeneratedToken] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+
+
+@dataclass
+class Generation:
+    """A finished request: the returned choices and the token counts."""
+
+    choices: list[Choice]
+    prompt_tokens: int
+    generated_tokens: int
+    """Every token generated, discarded best_of candidates and beams included (for rate limiting)."""
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What /info reports, plus the context length the HTTP layer enforces."""
+
+    model_name: str
+    model_type: Literal["chat-completion", "text-generation"]
+    model_provider_name: str
+    context_length: int
+    backend: str
+
+
+class PromptTooLong(ValueError):
+    """The prompt plus max_tokens does not fit the context (D22)."""
+
+    def __init__(self, prompt_tokens: int, max_tokens: int, context_length: int) -> None:
+        super().__init__(
+            f"the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}: "
+            f"{prompt_tokens + max_tokens} tokens exceed the model's context length of {context_length}"
+        )
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.context_length = context_length
+
+
+class BackendOverloaded(RuntimeError):
+    """The backend's queue is full; the client should retry after `retry_after_s`."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"the server is at capacity; retry after {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """generate / stream / tokenize / abort, and the model's info."""
+
+    info: BackendInfo
+
+    async def start(self) -> None:
+        """Load the model; called once before serving."""
+
+    async def close(self) -> None:
+        """Free the model; running requests are aborted."""
+
+    async def tokenize(self, text: str) -> list[int]:
+        """Token ids of `text` as the model sees a prompt (BOS included when the model adds one)."""
+
+    async def render_chat(self, messages: list[ChatTurn]) -> str:
+        """The prompt text for a chat history, from the model's chat template."""
+
+    async def generate(self, prompt: str, options: SamplingOptions, request_id: str) -> Generation:
+        """All choices of a request (n, best_of and beam search handled here)."""
+
+    def stream(self, prompt: str, options: SamplingOptions, request_id: str) -> AsyncIterator[ChoiceDelta]:
+        """Choice deltas as tokens are generated; the last delta of each choice has its finish_reason."""
+
+    async def abort(self, request_id: str) -> None:
+        """Stop a running request and free its slot (a no-op for an unknown id)."""

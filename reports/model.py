@@ -1,0 +1,486 @@
+"""The certification report: one versioned pydantic model built from conformance results and load summaries.
+
+The renderers (`render_json`, `render_junit`, `render_html`) and `compare` read only this model.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
+
+from spec.profiles import load_profiles
+
+__all__ = [
+    "INPUT_SCHEMA_VERSION",
+    "REPORT_SCHEMA_VERSION",
+    "ConformanceSection",
+    "Environment",
+    "Evidence",
+    "EvidenceRequest",
+    "GroupSummary",
+    "LatencySamples",
+    "LatencyStats",
+    "LoadSection",
+    "ModelInfo",
+    "Outcome",
+    "OutcomeCounts",
+    "RateLimitResult",
+    "Report",
+    "ReportInputError",
+    "RuleResult",
+    "Strictness",
+    "TimelineBucket",
+    "Verdict",
+    "VerdictStatus",
+    "judge",
+]
+
+REPORT_SCHEMA_VERSION: Final = 1
+"""Version of report.json; bump it on any change that an older reader could misread."""
+INPUT_SCHEMA_VERSION: Final = 1
+"""Version of the conformance results and load summary files this module reads."""
+
+Outcome = Literal["pass", "fail", "skip", "error"]
+VerdictStatus = Literal["PASS", "FAIL", "INCOMPLETE"]
+Strictness = Literal["docs", "compat"]
+"""The values of `spec.document.Strictness`, spelled out so reading a report needs no JSON Schema machinery."""
+
+
+class ReportInputError(ValueError):
+    """An input (conformance results, load summary, report.json) is unreadable or breaks its contract."""
+
+
+def _as_utc(value: datetime) -> datetime:
+    # Producers may write times without an offset; reading them as UTC keeps all times comparable.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class _ReportModel(BaseModel):
+    """Base of every report model: unknown fields are an error, so a producer that drifts fails loudly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelInfo(_ReportModel):
+    """The model the endpoint says it serves (its /info answer)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    model_type: str
+    model_provider_name: str
+
+
+class Environment(_ReportModel):
+    """Where llamacert ran."""
+
+    python_version: str
+    platform: str
+    llamacert_version: str
+    hostname: str
+    cpu_count: int | None
+
+    @classmethod
+    def capture(cls) -> Environment:
+        """The environment of this process."""
+        try:
+            version = importlib.metadata.version("llamacert")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        return cls(
+            python_version=platform.python_version(),
+            platform=platform.platform(),
+            llamacert_version=version,
+            hostname=socket.gethostname(),
+            cpu_count=os.cpu_count(),
+        )
+
+
+class EvidenceRequest(_ReportModel):
+    """The request behind a piece of evidence."""
+
+    method: str
+    url: str
+    body: JsonValue = None
+
+
+class Evidence(_ReportModel):
+    """One test case's exchange that shows why a rule failed."""
+
+    test: str
+    request: EvidenceRequest
+    status: int | None
+    response_excerpt: str
+    message: str
+
+
+class RuleResult(_ReportModel):
+    """The outcome of one conformance rule over every test case that exercised it."""
+
+    rule_id: str
+    group: str
+    title: str
+    source: str = Field(description="The docs row the rule comes from.")
+    outcome: Outcome
+    message: str | None
+    tests: int = Field(ge=0, description="How many test cases exercised the rule.")
+    evidence: list[Evidence]
+
+
+class OutcomeCounts(_ReportModel):
+    """How many rules ended in each outcome."""
+
+    passed: int = Field(default=0, ge=0)
+    failed: int = Field(default=0, ge=0)
+    skipped: int = Field(default=0, ge=0)
+    errors: int = Field(default=0, ge=0)
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.skipped + self.errors
+
+    @classmethod
+    def of(cls, rules: Sequence[RuleResult]) -> OutcomeCounts:
+        outcomes = [rule.outcome for rule in rules]
+        return cls(
+            passed=outcomes.count("pass"),
+            failed=outcomes.count("fail"),
+            skipped=outcomes.count("skip"),
+            errors=outcomes.count("error"),
+        )
+
+
+class GroupSummary(_ReportModel):
+    """The outcome counts of one rule group."""
+
+    group: str
+    counts: OutcomeCounts
+
+
+def _check_version(data: Mapping[str, Any], expected: int, what: str) -> dict[str, Any]:
+    """`data` without its schema_version, once that is the one this module reads."""
+    if not isinstance(data, Mapping):
+        raise ReportInputError(f"{what}: expected a JSON object, got {type(data).__name__}")
+    version = data.get("schema_version")
+    if version != expected:
+        raise ReportInputError(f"{what}: schema_version is {version!r}; this llamacert reads version {expected}")
+    return {key: value for key, value in data.items() if key != "schema_version"}
+
+
+def _describe(error: ValidationError, limit: int = 5) -> str:
+    """A validation error in one line: the first few `field.path: problem` pairs."""
+    problems = [
+        f"{'.'.join(str(part) for part in detail['loc']) or '(top level)'}: {detail['msg']}"
+        for detail in error.errors()[:limit]
+    ]
+    if error.error_count() > limit:
+        problems.append(f"and {error.error_count() - limit} more")
+    return "; ".join(problems)
+
+
+class ConformanceSection(_ReportModel):
+    """The conformance suite's results, with outcome counts overall and per rule group."""
+
+    endpoint: str
+    strictness: Strictness
+    profile: str
+    model: ModelInfo | None
+    started_at: Timestamp
+    finished_at: Timestamp
+    duration_s: float = Field(ge=0)
+    rules: list[RuleResult]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        # report.json carries the counts for its readers; they are recomputed from the rules, never trusted.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if key not in _DERIVED_CONFORMANCE_FIELDS}
+        return data
+
+    @model_validator(mode="after")
+    def _unique_rule_ids(self) -> ConformanceSection:
+        duplicates = sorted(rule_id for rule_id, count in Counter(r.rule_id for r in self.rules).items() if count > 1)
+        if duplicates:
+            raise ValueError(f"rule ids appear more than once: {', '.join(duplicates)}")
+        return self
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def totals(self) -> OutcomeCounts:
+        return OutcomeCounts.of(self.rules)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def groups(self) -> list[GroupSummary]:
+        """Rule groups in the order their first rule appears."""
+        groups = dict.fromkeys(rule.group for rule in self.rules)
+        return [GroupSummary(group=group, counts=OutcomeCounts.of(self.rules_in(group))) for group in groups]
+
+    def rules_in(self, group: str) -> list[RuleResult]:
+        return [rule for rule in self.rules if rule.group == group]
+
+    @classmethod
+    def from_results(cls, data: Mapping[str, Any]) -> ConformanceSection:
+        """The section for a conformance results file."""
+        fields = _check_version(data, INPUT_SCHEMA_VERSION, "conformance results")
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as error:
+            raise ReportInputError(f"conformance results: {_describe(error)}") from None
+
+
+_DERIVED_CONFORMANCE_FIELDS = frozenset({"totals", "groups"})
+
+
+class LatencyStats(_ReportModel):
+    """Summary statistics of one latency, in milliseconds."""
+
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+
+
+class LatencySamples(_ReportModel):
+    """A capped sample of per-request latencies, in milliseconds, kept for plots."""
+
+    ttft_ms: list[float]
+    itl_ms: list[float]
+    e2e_ms: list[float]
+
+
+class TimelineBucket(_ReportModel):
+    """One second of a load run."""
+
+    t: float = Field(description="Seconds since the run started.")
+    accepted: int = Field(ge=0)
+    rejected: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+
+
+class RateLimitResult(_ReportModel):
+    """Whether the endpoint enforced the profile's rate limits, as judged by the load test."""
+
+    limit_rpm: int | None
+    limit_tpm: int | None
+    offered_rpm: float
+    accepted_rpm: float
+    accepted_tpm: float
+    verdict: Literal["pass", "fail"]
+    reasons: list[str]
+
+
+class LoadSection(_ReportModel):
+    """One load scenario's summary (contract: load summary, schema_version 1)."""
+
+    endpoint: str
+    scenario: str
+    started_at: Timestamp
+    duration_s: float = Field(ge=0)
+    users: int = Field(ge=0)
+    requests: int = Field(ge=0)
+    ok: int = Field(ge=0)
+    rejected_429: int = Field(ge=0)
+    errors: int = Field(ge=0)
+    requests_per_s: float
+    output_tokens_per_s: float
+    ttft_ms: LatencyStats | None = Field(description="None when no request streamed.")
+    itl_ms: LatencyStats | None = Field(description="None when no request streamed.")
+    # The contract makes e2e_ms always present; a run where no request completed has nothing to summarize.
+    e2e_ms: LatencyStats | None
+    samples: LatencySamples
+    timeline: list[TimelineBucket]
+    rate_limit: RateLimitResult | None
+
+    @property
+    def finished_at(self) -> datetime:
+        return self.started_at + timedelta(seconds=self.duration_s)
+
+    @property
+    def error_rate(self) -> float:
+        """Errors (not 429 rejections) per request sent."""
+        return self.errors / self.requests if self.requests else 0.0
+
+    @classmethod
+    def from_summary(cls, data: Mapping[str, Any]) -> LoadSection:
+        """The section for a load summary file."""
+        fields = _check_version(data, INPUT_SCHEMA_VERSION, "load summary")
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as error:
+            raise ReportInputError(f"load summary {fields.get('scenario', '?')!r}: {_describe(error)}") from None
+
+
+class Verdict(_ReportModel):
+    """The overall verdict for one profile, with the reasons behind it."""
+
+    profile: str
+    status: VerdictStatus
+    reasons: list[str]
+
+
+def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[LoadSection]) -> Verdict:
+    """PASS when every rule passed or was skipped and every rate-limit check passed; FAIL when a rule or a
+    rate-limit check failed; INCOMPLETE when a part did not run (or a rule errored) and nothing failed."""
+    failures: list[str] = []
+    gaps: list[str] = []
+    passes: list[str] = []
+    if conformance is None:
+        gaps.append("the conformance suite did not run")
+    elif not conformance.rules:
+        gaps.append("the conformance suite checked no rules")
+    else:
+        for rule in conformance.rules:
+            if rule.outcome == "fail":
+                failures.append(f"rule {rule.rule_id} failed: {rule.message or rule.title} ({rule.source})")
+            elif rule.outcome == "error":
+                gaps.append(f"rule {rule.rule_id} could not be checked (error): {rule.message or rule.title}")
+        totals = conformance.totals
+        if totals.failed == totals.errors == 0:
+            passes.append(f"all {totals.total} rules passed or were skipped ({totals.skipped} skipped)")
+    if not loads:
+        gaps.append("no load test ran")
+    for load in loads:
+        if load.requests == 0:
+            gaps.append(f"load scenario {load.scenario!r} sent no requests")
+        if load.rate_limit is None:
+            continue
+        because = "; ".join(load.rate_limit.reasons) or "no reason given"
+        if load.rate_limit.verdict == "fail":
+            failures.append(f"rate limit check in scenario {load.scenario!r} failed: {because}")
+        else:
+            passes.append(f"rate limit check in scenario {load.scenario!r} passed: {because}")
+    known = load_profiles().get(profile)
+    if known is not None and known.has_rate_limits and not any(load.rate_limit for load in loads):
+        limits = f"{known.requests_per_minute or 'no'} requests/min, {known.tokens_per_minute or 'no'} tokens/min"
+        gaps.append(f"profile {profile} sets rate limits ({limits}) but no load scenario checked them")
+    if failures:
+        return Verdict(profile=profile, status="FAIL", reasons=failures + gaps)
+    if gaps:
+        return Verdict(profile=profile, status="INCOMPLETE", reasons=gaps)
+    return Verdict(profile=profile, status="PASS", reasons=passes)
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
+class Report(_ReportModel):
+    """A certification run: what was tested, where, the results, and the verdict per profile."""
+
+    schema_version: Literal[1] = REPORT_SCHEMA_VERSION
+    generated_at: Timestamp
+    endpoint: str | None = Field(description="None only when no part ran.")
+    profile: str = Field(description="The profile the run is judged against.")
+    strictness: Strictness | None
+    model: ModelInfo | None
+    environment: Environment
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    conformance: ConformanceSection | None
+    loads: list[LoadSection]
+    verdicts: list[Verdict] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _judged_against_profile(self) -> Report:
+        if not any(verdict.profile == self.profile for verdict in self.verdicts):
+            raise ValueError(f"no verdict for the report's profile {self.profile!r}")
+        return self
+
+    @property
+    def verdict(self) -> Verdict:
+        """The verdict for the report's own profile."""
+        return next(verdict for verdict in self.verdicts if verdict.profile == self.profile)
+
+    @classmethod
+    def from_parts(
+        cls,
+        conformance: Mapping[str, Any] | None,
+        loads: Sequence[Mapping[str, Any]],
+        profile: str,
+        environment: Environment | None = None,
+    ) -> Report:
+        """The report for a conformance results file and load summaries (parsed JSON), judged against `profile`.
+
+        Raises ReportInputError when an input breaks its contract or the parts describe different runs.
+        """
+        section = ConformanceSection.from_results(conformance) if conformance is not None else None
+        load_sections = [LoadSection.from_summary(load) for load in loads]
+        if section is not None and section.profile != profile:
+            raise ReportInputError(f"the conformance suite ran for profile {section.profile!r}, not {profile!r}")
+        parts: list[ConformanceSection | LoadSection] = [*([section] if section else []), *load_sections]
+        endpoints = [part.endpoint for part in parts]
+        if any(not _same_endpoint(endpoint, endpoints[0]) for endpoint in endpoints):
+            raise ReportInputError(f"the parts tested different endpoints: {', '.join(sorted(set(endpoints)))}")
+        return cls(
+            generated_at=datetime.now(UTC),
+            endpoint=endpoints[0] if endpoints else None,
+            profile=profile,
+            strictness=section.strictness if section else None,
+            model=section.model if section else None,
+            environment=environment or Environment.capture(),
+            started_at=min((part.started_at for part in parts), default=None),
+            finished_at=max((part.finished_at for part in parts), default=None),
+            conformance=section,
+            loads=load_sections,
+            verdicts=[judge(profile, section, load_sections)],
+        )
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "report") -> Report:
+        """A report from report.json text; ReportInputError naming `source` when it is not one."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ReportInputError(f"{source}: not valid JSON ({error})") from None
+        if isinstance(data, dict) and "verdicts" not in data:
+            raise ReportInputError(f"{source}: not a llamacert report.json (it has no 'verdicts')")
+        fields = _check_version(data, REPORT_SCHEMA_VERSION, source)
+        try:
+            return cls.model_validate({"schema_version": REPORT_SCHEMA_VERSION, **fields})
+        except ValidationError as error:
+            raise ReportInputError(f"{source}: {_describe(error)}") from None
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        target = Path(path)
+        target.write_text(self.to_json(), encoding="utf-8")
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Report:
+        """A report from a report.json file; ReportInputError when it cannot be read or is not one."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ReportInputError(f"{path}: cannot read it ({error.strerror or error})") from None
+        except UnicodeDecodeError:
+            raise ReportInputError(f"{path}: not UTF-8 text") from None
+        return cls.from_json(text, source=str(path))

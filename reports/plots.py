@@ -1,0 +1,154 @@
+"""Plots for the HTML report: matplotlib figures encoded as inline PNG data URIs, so the page needs no network.
+
+Figures are built with `matplotlib.figure.Figure` (Agg canvas) rather than pyplot, so no global state is touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from reports.model import LatencyStats, LoadSection
+
+__all__ = ["latency_plot", "requests_plot", "throughput_plot"]
+
+BLUE = "#2563eb"
+GREEN = "#16a34a"
+RED = "#dc2626"
+INK = "#111827"
+MUTED = "#6b7280"
+GRID = "#e5e7eb"
+
+_STYLE = {
+    "font.size": 9,
+    "axes.edgecolor": "#9ca3af",
+    "axes.labelcolor": INK,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "xtick.color": MUTED,
+    "ytick.color": MUTED,
+    "legend.frameon": False,
+    "legend.fontsize": 8,
+}
+_DPI = 110
+# Latency tails can be long; past this quantile the histogram's x axis is cut so the body stays readable.
+_CLIP_QUANTILE = 0.995
+
+
+def _data_uri(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI, facecolor="white", metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _grid(axes: Axes) -> None:
+    axes.grid(axis="y", color=GRID, linewidth=0.8)
+    axes.set_axisbelow(True)
+
+
+def _histogram(axes: Axes, title: str, unit: str, samples: Sequence[float], stats: LatencyStats | None) -> None:
+    values = np.asarray(samples, dtype=float)
+    upper = float(np.quantile(values, _CLIP_QUANTILE))
+    clipped = int((values > upper).sum()) if values.max() > 1.5 * upper else 0
+    axes.hist(
+        values,
+        bins=min(40, max(10, len(values) // 8)),
+        range=(float(values.min()), upper) if clipped else None,
+        color=BLUE,
+        alpha=0.85,
+        edgecolor="white",
+        linewidth=0.5,
+    )
+    if stats is not None:
+        for name, value, style in (("p50", stats.p50, "-"), ("p95", stats.p95, "--"), ("p99", stats.p99, ":")):
+            axes.axvline(value, color=INK, linestyle=style, linewidth=1.2, label=f"{name} {value:,.0f} ms")
+        axes.legend(loc="upper right")
+    axes.set_title(title + (f" ({clipped} above the axis)" if clipped else ""))
+    axes.set_xlabel("milliseconds")
+    axes.set_ylabel(unit)
+    _grid(axes)
+
+
+def latency_plot(load: LoadSection) -> str | None:
+    """Histograms of TTFT, inter-token latency and end-to-end latency, with p50/p95/p99 marked."""
+    panels = [
+        (title, unit, samples, stats)
+        for title, unit, samples, stats in (
+            ("Time to first token", "requests", load.samples.ttft_ms, load.ttft_ms),
+            ("Inter-token latency", "token gaps", load.samples.itl_ms, load.itl_ms),
+            ("End-to-end latency", "requests", load.samples.e2e_ms, load.e2e_ms),
+        )
+        if samples
+    ]
+    if not panels:
+        return None
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(3.7 * len(panels), 2.9), layout="constrained")
+        for axes, (title, unit, samples, stats) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+            _histogram(axes, title, unit, samples, stats)
+        return _data_uri(figure)
+
+
+def throughput_plot(load: LoadSection) -> str | None:
+    """Output tokens per second over the run, with the run's mean."""
+    if not load.timeline:
+        return None
+    seconds = [bucket.t for bucket in load.timeline]
+    tokens = [bucket.output_tokens for bucket in load.timeline]
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(5.5, 2.9), layout="constrained")
+        axes = figure.subplots()
+        axes.fill_between(seconds, tokens, step="post", color=BLUE, alpha=0.15, linewidth=0)
+        axes.step(seconds, tokens, where="post", color=BLUE, linewidth=1.4, label="output tokens/s")
+        axes.axhline(
+            load.output_tokens_per_s,
+            color=INK,
+            linestyle="--",
+            linewidth=1,
+            label=f"mean {load.output_tokens_per_s:,.0f} tokens/s",
+        )
+        axes.set_title("Output tokens per second")
+        axes.set_xlabel("seconds since start")
+        axes.set_ylabel("tokens/s")
+        axes.set_ylim(bottom=0)
+        axes.legend(loc="lower right")
+        _grid(axes)
+        return _data_uri(figure)
+
+
+def requests_plot(load: LoadSection) -> str | None:
+    """Accepted and rejected (429) requests per second, against the rate limit when the run checked one."""
+    if not load.timeline:
+        return None
+    seconds = [bucket.t for bucket in load.timeline]
+    accepted = [bucket.accepted for bucket in load.timeline]
+    rejected = [bucket.rejected for bucket in load.timeline]
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(5.5, 2.9), layout="constrained")
+        axes = figure.subplots()
+        axes.bar(seconds, accepted, width=0.9, align="edge", color=GREEN, label="accepted")
+        axes.bar(seconds, rejected, width=0.9, align="edge", bottom=accepted, color=RED, label="rejected (429)")
+        limit_rpm = load.rate_limit.limit_rpm if load.rate_limit else None
+        if limit_rpm is not None:
+            axes.axhline(
+                limit_rpm / 60,
+                color=INK,
+                linestyle="--",
+                linewidth=1.4,
+                label=f"limit {limit_rpm:,} RPM = {limit_rpm / 60:.1f}/s",
+            )
+        axes.set_title("Requests per second")
+        axes.set_xlabel("seconds since start")
+        axes.set_ylabel("requests/s")
+        axes.legend(loc="lower right", ncols=3 if limit_rpm is not None else 2)
+        _grid(axes)
+        return _data_uri(figure)
