@@ -221,7 +221,10 @@ class _CompiledRule:
 
 
 class PatternContentFilter:
-    """A deterministic ContentFilter from regex rules (see content_safety.yaml)."""
+    """A deterministic ContentFilter from regex rules (see content_safety.yaml).
+
+    Immutable after construction, so it may be called from worker threads (the HTTP layer's timeout).
+    """
 
     def __init__(self, config: ContentSafetyConfig) -> None:
         self._hold_back_chars = config.hold_back_chars
@@ -298,13 +301,13 @@ class StreamingModeration:
 
     Hold-back: the last `hold_back_chars` characters are not released until more text arrives or the
     stream finishes, because a filtered match may still be completing there. Text is released only after
-    a classification that covered it, never past a flagged offset, so no filtered text is ever sent when
-    every match fits in the hold-back (PatternContentFilter's config guarantees it). A flag whose match
-    could still be undone by what follows (a whole-word match at the very end: "kill" before "ogram") only
-    pauses the release; the stream stops once the flagged offset lies more than `hold_back_chars` behind
-    the end, or at `finish()`. The released text is then exactly the non-streaming result: the text cut
-    at the verdict's first flagged offset. Each step classifies only the unreleased text (with the rest as
-    context), so a stream costs time linear in its length.
+    a classification that covered it, so no filtered text is ever sent when every match fits in the
+    hold-back (PatternContentFilter's config guarantees it). A flag inside the held-back tail does not stop
+    the stream yet, since what follows may undo it (a whole-word match at the very end: "kill" before
+    "ogram"); the stream stops once the flagged offset lies more than `hold_back_chars` behind the end
+    (the match is then complete), or at `finish()`. The released text is therefore exactly the
+    non-streaming result: the text cut at the whole text's first flagged offset. Each step classifies only
+    the unreleased text (with the rest as context), so a stream costs time linear in its length.
     """
 
     def __init__(self, content_filter: ContentFilter) -> None:
@@ -330,14 +333,13 @@ class StreamingModeration:
             verdict = self._filter.classify(self._text, self._released)
         except ContentFilterError:
             return self._stop_on_error()
-        release_to = len(self._text) - self._hold_back
         if verdict.flagged:
             offset = self._not_before_released(verdict.first_flagged_offset)
             if len(self._text) - offset > self._hold_back:
                 # The match ends before the text does, so no continuation can undo it.
                 return self._stop_on_flag(offset)
-            release_to = min(release_to, offset)
-        return ModerationStep(self._release(release_to), stopped=False)
+            # Otherwise it starts inside the held-back tail, where what follows may still undo it.
+        return ModerationStep(self._release(len(self._text) - self._hold_back), stopped=False)
 
     def finish(self) -> ModerationStep:
         """The stream ended: classify the whole text, release the held-back tail up to any flagged offset."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -15,6 +16,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from reports.model import LatencyStats, LoadSection
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 __all__ = ["latency_plot", "requests_plot", "throughput_plot"]
 
@@ -25,7 +29,7 @@ INK = "#111827"
 MUTED = "#6b7280"
 GRID = "#e5e7eb"
 
-_STYLE = {
+_STYLE: dict[RcKeyType, object] = {
     "font.size": 9,
     "axes.edgecolor": "#9ca3af",
     "axes.labelcolor": INK,
@@ -36,10 +40,14 @@ _STYLE = {
     "axes.spines.right": False,
     "xtick.color": MUTED,
     "ytick.color": MUTED,
-    "legend.frameon": False,
+    "legend.frameon": True,
+    "legend.framealpha": 0.92,
+    "legend.edgecolor": "none",
     "legend.fontsize": 8,
 }
 _DPI = 110
+# Room above the tallest bar or line for the legend, as a multiple of the data's maximum.
+_HEADROOM = 1.32
 # Latency tails can be long; past this quantile the histogram's x axis is cut so the body stays readable.
 _CLIP_QUANTILE = 0.995
 
@@ -50,9 +58,17 @@ def _data_uri(figure: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _grid(axes: Axes) -> None:
+def _finish(axes: Axes, title: str, xlabel: str, ylabel: str, *, legend_columns: int = 1) -> None:
+    """Shared look: title, labels, a light horizontal grid, and headroom so the legend covers no data."""
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
     axes.grid(axis="y", color=GRID, linewidth=0.8)
     axes.set_axisbelow(True)
+    bottom, top = axes.get_ylim()
+    axes.set_ylim(0 if bottom >= 0 else bottom, top * _HEADROOM)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="upper right", ncols=legend_columns)
 
 
 def _histogram(axes: Axes, title: str, unit: str, samples: Sequence[float], stats: LatencyStats | None) -> None:
@@ -71,11 +87,7 @@ def _histogram(axes: Axes, title: str, unit: str, samples: Sequence[float], stat
     if stats is not None:
         for name, value, style in (("p50", stats.p50, "-"), ("p95", stats.p95, "--"), ("p99", stats.p99, ":")):
             axes.axvline(value, color=INK, linestyle=style, linewidth=1.2, label=f"{name} {value:,.0f} ms")
-        axes.legend(loc="upper right")
-    axes.set_title(title + (f" ({clipped} above the axis)" if clipped else ""))
-    axes.set_xlabel("milliseconds")
-    axes.set_ylabel(unit)
-    _grid(axes)
+    _finish(axes, title + (f" ({clipped} beyond the axis)" if clipped else ""), "milliseconds", unit)
 
 
 def latency_plot(load: LoadSection) -> str | None:
@@ -92,8 +104,9 @@ def latency_plot(load: LoadSection) -> str | None:
     if not panels:
         return None
     with matplotlib.rc_context(_STYLE):
-        figure = Figure(figsize=(3.7 * len(panels), 2.9), layout="constrained")
-        for axes, (title, unit, samples, stats) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        figure = Figure(figsize=(max(5.5, 3.7 * len(panels)), 2.9), layout="constrained")
+        row = figure.subplots(1, len(panels), squeeze=False)[0]
+        for axes, (title, unit, samples, stats) in zip(row, panels, strict=True):
             _histogram(axes, title, unit, samples, stats)
         return _data_uri(figure)
 
@@ -102,13 +115,15 @@ def throughput_plot(load: LoadSection) -> str | None:
     """Output tokens per second over the run, with the run's mean."""
     if not load.timeline:
         return None
-    seconds = [bucket.t for bucket in load.timeline]
+    # Each bucket covers [t, t + 1); one more edge closes the last step.
+    edges = [bucket.t for bucket in load.timeline] + [load.timeline[-1].t + 1]
     tokens = [bucket.output_tokens for bucket in load.timeline]
+    tokens += tokens[-1:]
     with matplotlib.rc_context(_STYLE):
         figure = Figure(figsize=(5.5, 2.9), layout="constrained")
         axes = figure.subplots()
-        axes.fill_between(seconds, tokens, step="post", color=BLUE, alpha=0.15, linewidth=0)
-        axes.step(seconds, tokens, where="post", color=BLUE, linewidth=1.4, label="output tokens/s")
+        axes.fill_between(edges, tokens, step="post", color=BLUE, alpha=0.15, linewidth=0)
+        axes.step(edges, tokens, where="post", color=BLUE, linewidth=1.2, label="output tokens/s")
         axes.axhline(
             load.output_tokens_per_s,
             color=INK,
@@ -116,12 +131,7 @@ def throughput_plot(load: LoadSection) -> str | None:
             linewidth=1,
             label=f"mean {load.output_tokens_per_s:,.0f} tokens/s",
         )
-        axes.set_title("Output tokens per second")
-        axes.set_xlabel("seconds since start")
-        axes.set_ylabel("tokens/s")
-        axes.set_ylim(bottom=0)
-        axes.legend(loc="lower right")
-        _grid(axes)
+        _finish(axes, "Output tokens per second", "seconds since start", "tokens/s", legend_columns=2)
         return _data_uri(figure)
 
 
@@ -146,9 +156,5 @@ def requests_plot(load: LoadSection) -> str | None:
                 linewidth=1.4,
                 label=f"limit {limit_rpm:,} RPM = {limit_rpm / 60:.1f}/s",
             )
-        axes.set_title("Requests per second")
-        axes.set_xlabel("seconds since start")
-        axes.set_ylabel("requests/s")
-        axes.legend(loc="lower right", ncols=3 if limit_rpm is not None else 2)
-        _grid(axes)
+        _finish(axes, "Requests per second", "seconds since start", "requests/s", legend_columns=3)
         return _data_uri(figure)

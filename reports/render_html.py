@@ -98,15 +98,23 @@ def render_html(report: Report) -> str:
     """The report as one HTML page."""
     performance, rate_limited = _headline_loads(report.loads)
     loads = [
-        _LoadView(section=load, latency_plot=latency_plot(load), throughput_plot=throughput_plot(load),
-                  requests_plot=requests_plot(load))
+        _LoadView(
+            section=load,
+            latency_plot=latency_plot(load),
+            throughput_plot=throughput_plot(load),
+            requests_plot=requests_plot(load),
+        )
         for load in report.loads
     ]
-    return _environment().get_template("report.html.j2").render(
-        report=report,
-        verdict=report.verdict,
-        other_verdicts=[verdict for verdict in report.verdicts if verdict is not report.verdict],
-        performance=performance,
-        rate_limited=rate_limited,
-        loads=loads,
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            report=report,
+            verdict=report.verdict,
+            other_verdicts=[verdict for verdict in report.verdicts if verdict is not report.verdict],
+            performance=performance,
+            rate_limited=rate_limited,
+            loads=loads,
+        )
     )

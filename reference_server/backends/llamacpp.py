@@ -55,23 +55,45 @@ class LlamaCppTokenModel:
         self.vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self.n_vocab = int(llama.n_vocab())
         self._logits_for_length = -1
+        self._last_logits: Logits = np.zeros(self.n_vocab, dtype=np.float32)
+        self._prompt: tuple[int, ...] = ()
+        self._prompt_logits: Logits = self._last_logits
 
     def next_logits(self, sequence: list[int]) -> Logits:
+        # Greedy decoding must not depend on what ran before: llama.cpp's numbers differ slightly
+        # between evaluating a token in a batch and on its own, which can flip near-ties. So a new
+        # prompt is always evaluated from scratch in one batch (its logits kept for the next choice
+        # of the same prompt), and only tokens generated after it are evaluated incrementally.
         llama = self.llama
+        if tuple(sequence) == self._prompt:
+            llama.n_tokens = len(sequence)
+            return self._prompt_logits
+        prompt_length = len(self._prompt)
         current = llama.input_ids[: llama.n_tokens]
         limit = min(len(current), len(sequence))
         mismatch = np.flatnonzero(current[:limit] != np.asarray(sequence[:limit], dtype=current.dtype))
         common = int(mismatch[0]) if mismatch.size else limit
-        if common == len(sequence) == llama.n_tokens and self._logits_for_length == common:
+        extends_prompt = prompt_length > 0 and tuple(sequence[:prompt_length]) == self._prompt
+        if extends_prompt and common >= prompt_length:
+            if common == len(sequence) == llama.n_tokens and self._logits_for_length == common:
+                return self._last_logits
+            # llama.cpp keeps only the last evaluated token's logits: evaluate at least one token.
+            llama.n_tokens = min(common, len(sequence) - 1)
+            llama.eval(sequence[llama.n_tokens :])
+            self._last_logits = self._read_logits()
+            self._logits_for_length = len(sequence)
             return self._last_logits
-        # llama.cpp only keeps the logits of the last evaluated token: re-evaluate at least one.
-        common = min(common, len(sequence) - 1)
-        llama.n_tokens = common
-        llama.eval(sequence[common:])
-        pointer = self._lib.llama_get_logits_ith(llama.ctx, -1)
-        self._last_logits: Logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
-        self._logits_for_length = len(sequence)
-        return self._last_logits
+        llama.reset()
+        llama.eval(sequence)
+        self._prompt = tuple(sequence)
+        self._prompt_logits = self._read_logits()
+        self._logits_for_length = -1
+        return self._prompt_logits
+
+    def _read_logits(self) -> Logits:
+        pointer = self._lib.llama_get_logits_ith(self.llama.ctx, -1)
+        logits: Logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+        return logits
 
     def token_bytes(self, token_id: int, *, special: bool) -> bytes:
         if not special and self.is_special(token_id):
