@@ -7,6 +7,7 @@ Token counts come only from `usage`; a request whose server sent none adds no to
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -44,7 +45,7 @@ SAMPLE_CAP: Final = 2000
 """Samples kept per latency in the summary: enough for a histogram or CDF, small enough for a report."""
 DEFAULT_BURST_SECONDS: Final = 10.0
 """Azure evaluates request rates over short windows ("typically 1 or 10 seconds"), so a deployment may admit
-up to `rpm × 10 / 60` requests at once on top of the steady rate."""
+up to `rpm * 10 / 60` requests at once on top of the steady rate."""
 DEFAULT_TOKEN_BURST_SECONDS: Final = 60.0
 """Tokens are counted per minute, so a whole minute's tokens may be admitted at once."""
 
@@ -98,7 +99,7 @@ def itl_ms(record: RequestRecord) -> float | None:
 def token_gaps_ms(record: RequestRecord) -> list[float]:
     """Gaps between consecutive token-bearing SSE events of one request (per event, not per token)."""
     times = record.token_event_times
-    return [(later - earlier) * 1000 for earlier, later in zip(times, times[1:], strict=False)]
+    return [(later - earlier) * 1000 for earlier, later in itertools.pairwise(times)]
 
 
 def e2e_ms(record: RequestRecord) -> float | None:
@@ -199,8 +200,8 @@ class RateLimitExpectation:
     """What a rate-limit run expects of the endpoint.
 
     mode "above": offered load exceeds the limits, so the endpoint must hold accepted load to them: over the
-    span in which requests were sent (W seconds), accepted requests at most `rpm × W / 60 + rpm × burst / 60`
-    (the steady rate plus one burst window) and at least `floor × rpm × W / 60` (it must not reject what the
+    span in which requests were sent (W seconds), accepted requests at most `rpm * W / 60 + rpm * burst / 60`
+    (the steady rate plus one burst window) and at least `floor * rpm * W / 60` (it must not reject what the
     limit allows), likewise for tokens when the token limit is the one that binds.
     mode "under": offered load is below the limits, so nothing may be rejected.
     Both modes: every rejection is a 429 with a valid Retry-After, no other error, no hung request.
@@ -219,14 +220,19 @@ class RateLimitExpectation:
 
 def _status_breakdown(records: Sequence[RequestRecord]) -> str:
     counts = Counter(record.status for record in records)
-    return ", ".join(f"{status or 'no response'} ×{count}" for status, count in sorted(counts.items()))
+    return ", ".join(f"{status or 'no response'} x{count}" for status, count in sorted(counts.items()))
 
 
 def _above_limit_reasons(
-    records: Sequence[RequestRecord], accepted_requests: int, accepted_tokens: int, served: int, span_s: float,
+    records: Sequence[RequestRecord],
+    *,
+    accepted_requests: int,
+    accepted_tokens: int,
+    served: int,
+    span_s: float,
     expectation: RateLimitExpectation,
 ) -> list[str]:
-    """Whether accepted load stayed within each known limit, and came close to at least one that offered load exceeded."""
+    """Accepted load must stay within each known limit and come close to one that offered load exceeded."""
     # Offered tokens are estimated from what the served requests used: rejected requests report no usage.
     offered_tokens = accepted_tokens / served * len(records) if served else 0.0
     checks = [
@@ -287,11 +293,15 @@ def rate_limit_verdict(
         record
         for record in records
         if record.hung
-        or (expectation.stopped_at is not None and record.t_end > expectation.stopped_at + expectation.request_timeout_s)
+        or (
+            expectation.stopped_at is not None and record.t_end > expectation.stopped_at + expectation.request_timeout_s
+        )
     ]
 
     if expectation.limit_rpm is None and expectation.limit_tpm is None:
-        reasons.append("no rate limit known: pass --rpm/--tpm or --profile, or the endpoint must send x-ratelimit-limit-*")
+        reasons.append(
+            "no rate limit known: pass --rpm/--tpm or --profile, or the endpoint must send x-ratelimit-limit-*"
+        )
     if expectation.mode == "under" and rejected:
         reasons.append(f"{len(rejected)} requests got 429 although the offered load was below the limits")
     bad_retry_after = [record for record in rejected if record.retry_after is None]
@@ -315,7 +325,14 @@ def rate_limit_verdict(
     span_s = max(sends) - min(sends) if sends else 0.0
     if expectation.mode == "above" and records:
         served = sum(record.ok for record in accepted)
-        reasons += _above_limit_reasons(records, len(accepted), accepted_tokens, served, span_s, expectation)
+        reasons += _above_limit_reasons(
+            records,
+            accepted_requests=len(accepted),
+            accepted_tokens=accepted_tokens,
+            served=served,
+            span_s=span_s,
+            expectation=expectation,
+        )
     result["verdict"] = "fail" if reasons else "pass"
     result["reasons"] = reasons
     return result

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reference_server.backends.base import FinishReason, GeneratedToken
-from reference_server.content_safety import ContentFilter, Verdict
+from reference_server.content_safety import ContentFilter, ContentFilterError, Verdict
 from reference_server.errors import ApiError
 
 __all__ = ["ContentSafety", "ModerationOutcome", "StreamModerator"]
+
+# What "the filter could not decide" means; any other exception is a bug and must surface.
+FILTER_FAILURES = (ContentFilterError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -41,16 +44,16 @@ class ContentSafety:
         self.timeout_s = timeout_s
         self.stream_holdback_chars = stream_holdback_chars
 
-    async def classify(self, text: str) -> Verdict:
+    async def classify(self, text: str, start: int = 0) -> Verdict:
         """The verdict; raises on filter failure or timeout (callers map that to content_filter_error)."""
-        return await asyncio.wait_for(asyncio.to_thread(self.content_filter.classify, text), self.timeout_s)
+        return await asyncio.wait_for(asyncio.to_thread(self.content_filter.classify, text, start), self.timeout_s)
 
     async def check_prompt(self, texts: list[str], param: str) -> bool:
         """400 content_filter for a flagged prompt; False when the filter could not decide."""
         for text in texts:
             try:
                 verdict = await self.classify(text)
-            except Exception:
+            except FILTER_FAILURES:
                 return False
             if verdict.flagged:
                 flagged = sorted(name for name, result in verdict.categories.items() if result.filtered)
@@ -66,7 +69,7 @@ class ContentSafety:
     async def moderate_completion(self, text: str) -> ModerationOutcome:
         try:
             verdict = await self.classify(text)
-        except Exception:
+        except FILTER_FAILURES:
             return ModerationOutcome(len(text), "content_filter_error")
         if verdict.flagged:
             cut = verdict.first_flagged_offset if verdict.first_flagged_offset is not None else 0
@@ -116,9 +119,11 @@ class StreamModerator:
             return [], None
         self.held.extend(tokens)
         self.text += "".join(t.text for t in tokens)
+        # only text not yet sent can change the verdict; what precedes it is context
+        unsent_start = len(self.text) - sum(len(t.text) for t in self.held)
         try:
-            verdict = await self.safety.classify(self.text)
-        except Exception:
+            verdict = await self.safety.classify(self.text, max(0, unsent_start - self.safety.stream_holdback_chars))
+        except FILTER_FAILURES:
             self.done = True
             return self._release(len(self.text)), "content_filter_error"
         if verdict.flagged:

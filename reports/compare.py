@@ -92,11 +92,13 @@ class Comparison(_ComparisonModel):
 
 
 def _worse_by(change: MetricChange) -> str:
-    moved = f"{_number(change.old)} → {_number(change.new)}"
+    moved = f"{_number(change.old)} -> {_number(change.new)}"
     return f"went {moved}" if change.change_pct is None else f"moved {change.change_pct:+.1f}% ({moved})"
 
 
-def _judge_metric(scenario: str, metric: _Metric, old: float | None, new: float | None, tolerance: float) -> MetricChange:
+def _judge_metric(
+    scenario: str, metric: _Metric, old: float | None, new: float | None, tolerance: float
+) -> MetricChange:
     change_pct: float | None = None
     status: MetricStatus
     if old is None or new is None:
@@ -110,7 +112,13 @@ def _judge_metric(scenario: str, metric: _Metric, old: float | None, new: float 
         worse_pct = change_pct if metric.better == "lower" else -change_pct
         status = "regressed" if worse_pct > tolerance else "improved" if worse_pct < -tolerance else "unchanged"
     return MetricChange(
-        scenario=scenario, metric=metric.name, better=metric.better, old=old, new=new, change_pct=change_pct, status=status
+        scenario=scenario,
+        metric=metric.name,
+        better=metric.better,
+        old=old,
+        new=new,
+        change_pct=change_pct,
+        status=status,
     )
 
 
@@ -150,13 +158,17 @@ def compare_reports(old: Report, new: Report, tolerance_pct: float = DEFAULT_TOL
             change = RuleChange(rule_id=rule_id, title=title, old=was, new=now)
             if now in _BAD_OUTCOMES and was not in _BAD_OUTCOMES:
                 newly_failing.append(change)
-            elif was in _BAD_OUTCOMES and now in ("pass", "skip"):
+            elif was in _BAD_OUTCOMES and now == "pass":
                 newly_passing.append(change)
+            elif was in _BAD_OUTCOMES and now == "skip":
+                notes.append(f"rule {rule_id} {was}ed before and is skipped now")
             elif now is None:
                 notes.append(f"rule {rule_id} is only in the old report")
     old_loads, new_loads = _by_scenario(old.loads), _by_scenario(new.loads)
     metrics = [
-        _judge_metric(scenario, metric, metric.read(old_loads[scenario]), metric.read(new_loads[scenario]), tolerance_pct)
+        _judge_metric(
+            scenario, metric, metric.read(old_loads[scenario]), metric.read(new_loads[scenario]), tolerance_pct
+        )
         for scenario in old_loads
         if scenario in new_loads
         for metric in _METRICS
@@ -175,25 +187,40 @@ def compare_reports(old: Report, new: Report, tolerance_pct: float = DEFAULT_TOL
 
 
 def _number(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    return "-" if value is None else f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int]) -> list[str]:
+    """Rows as indented, aligned lines; columns in `right` are right-aligned (numbers)."""
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
     return [
-        "  ".join(cell.rjust(width) if column in right else cell.ljust(width) for column, (cell, width) in
-                  enumerate(zip(row, widths, strict=True))).rstrip()
+        "  "
+        + "  ".join(
+            cell.rjust(width) if column in right else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
         for row in [header, *rows]
     ]
 
 
 def format_comparison(comparison: Comparison, old_label: str = "old", new_label: str = "new") -> str:
-    """The comparison as plain text: verdicts, rule changes, a metrics table, and the decision last."""
-    lines = [f"old: {old_label}", f"new: {new_label}", f"verdict: {comparison.old_verdict} → {comparison.new_verdict}", ""]
-    for heading, changes in (("Newly failing rules", comparison.newly_failing), ("Newly passing rules", comparison.newly_passing)):
+    """The comparison as plain ASCII text: verdicts, rule changes, a metrics table, and the decision last."""
+    lines = [
+        f"old: {old_label}",
+        f"new: {new_label}",
+        f"verdict: {comparison.old_verdict} -> {comparison.new_verdict}",
+        "",
+    ]
+    for heading, changes in (
+        ("Newly failing rules", comparison.newly_failing),
+        ("Newly passing rules", comparison.newly_passing),
+    ):
         lines.append(f"{heading} ({len(changes)})")
-        rows = [[change.rule_id, f"{change.old or 'absent'} → {change.new or 'absent'}", change.title] for change in changes]
-        lines += ["  " + line for line in _table(["rule", "outcome", "title"], rows, frozenset())] if rows else ["  none"]
+        rows = [
+            [change.rule_id, f"{change.old or 'absent'} -> {change.new or 'absent'}", change.title]
+            for change in changes
+        ]
+        lines += _table(["rule", "outcome", "title"], rows, frozenset()) if rows else ["  none"]
         lines.append("")
     lines.append(f"Load metrics (tolerance {comparison.tolerance_pct:g}%)")
     rows = [
@@ -203,13 +230,13 @@ def format_comparison(comparison: Comparison, old_label: str = "old", new_label:
             f"{change.better} is better",
             _number(change.old),
             _number(change.new),
-            "—" if change.change_pct is None else f"{change.change_pct:+.1f}%",
+            "-" if change.change_pct is None else f"{change.change_pct:+.1f}%",
             change.status.upper() if change.status == "regressed" else change.status,
         ]
         for change in comparison.metrics
     ]
     header = ["scenario", "metric", "direction", "old", "new", "change", "status"]
-    lines += ["  " + line for line in _table(header, rows, frozenset({3, 4, 5}))] if rows else ["  none compared"]
+    lines += _table(header, rows, frozenset({3, 4, 5})) if rows else ["  none compared"]
     if comparison.notes:
         lines += ["", "Notes", *(f"  - {note}" for note in comparison.notes)]
     lines.append("")

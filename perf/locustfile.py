@@ -1,0 +1,296 @@
+"""Locust users that load a Llama API endpoint: completions and chat, streamed or not, on /v1/... or Azure routes.
+
+Run it with Locust directly (`locust -f perf/locustfile.py --host URL --mix chat+stream ...`, see
+`locust -f perf/locustfile.py --help` for the options of perf/settings.py) or through `llamacert load`.
+Per request it stamps raw times and writes a record (perf/records.py); Locust's statistics get the request
+itself (its full duration, not just the headers) plus "TTFT" and "ITL" entries of request type METRIC, so the
+web UI and the CSVs show them. Add perf/shapes.py to -f for a stepped sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import gevent
+from gevent import GreenletExit
+from geventhttpclient.header import Headers
+from locust import FastHttpUser, events, task
+from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, ResponseContextManager
+from locust.env import Environment
+from locust.runners import WorkerRunner
+
+from perf.metrics import itl_ms, ttft_ms
+from perf.records import INTERRUPTED, TIMEOUT, RecordWriter, RequestRecord, record_file_name
+from perf.responses import StreamReader, parse_body, parse_header_int, parse_retry_after
+from perf.settings import OPTIONS, LoadSettings
+from perf.workload import PlannedRequest, RequestKind, Workload
+
+__all__ = ["LlamaUser"]
+
+logger = logging.getLogger(__name__)
+
+
+def _add_options(parser: Any) -> None:
+    # On the parser itself, not a group: only LocustArgumentParser.add_argument takes the web-UI flags.
+    for option in OPTIONS:
+        parser.add_argument(option.flag, **option.kwargs)
+
+
+events.init_command_line_parser.add_listener(_add_options)
+
+
+def _settings(environment: Environment) -> LoadSettings:
+    options = environment.parsed_options
+    return LoadSettings.from_options(options, users=getattr(options, "num_users", None))
+
+
+def _check_options(environment: Environment, **_: Any) -> None:
+    # A worker's own options are not the run's: the master sends its options with the first spawn message.
+    if environment.parsed_options is None or isinstance(environment.runner, WorkerRunner):
+        return
+    try:
+        settings = _settings(environment)
+        settings.workload()
+    except (ValueError, OSError) as error:
+        logger.error("llamacert: %s", error)
+        sys.exit(2)
+    # Fix --rate's share per user now, so workers (which never see -u) get it with the master's options.
+    environment.parsed_options.user_rate = settings.user_rate
+
+
+events.init.add_listener(_check_options)
+
+
+def _start(environment: Environment, **_: Any) -> None:
+    settings = _settings(environment)
+    LlamaUser.configure(settings, settings.workload(), RecordWriter(settings.records_dir / record_file_name()))
+
+
+events.test_start.add_listener(_start)
+
+
+def _flush(environment: Environment, **_: Any) -> None:
+    if LlamaUser.writer is not None:
+        LlamaUser.writer.flush()
+
+
+events.test_stop.add_listener(_flush)
+
+
+def _close(environment: Environment, **_: Any) -> None:
+    if LlamaUser.writer is not None:
+        LlamaUser.writer.close()
+
+
+events.quitting.add_listener(_close)
+
+
+def _header(headers: Headers | None, name: str) -> str | None:
+    value = headers.get(name) if headers is not None else None
+    return value[0] if isinstance(value, list) else value
+
+
+class LlamaUser(FastHttpUser):
+    """One client of the endpoint: sends requests drawn from the workload, closed-loop or open-loop.
+
+    Open loop (arrival constant or poisson): each user follows its own schedule of sends at `user_rate`, so
+    U users make a process of rate U * user_rate, Poisson when each user's gaps are exponential. A user busy
+    with a slow request sends late rather than twice, so give open-loop runs users ≫ rate * latency.
+    """
+
+    settings: ClassVar[LoadSettings] = LoadSettings()
+    workload: ClassVar[Workload | None] = None
+    writer: ClassVar[RecordWriter | None] = None
+    _users_started: ClassVar[int] = 0
+
+    # Each user sends one request at a time; keep-alive connections are reused between requests.
+    concurrency = 1
+
+    @classmethod
+    def configure(cls, settings: LoadSettings, workload: Workload, writer: RecordWriter) -> None:
+        if cls.writer is not None and cls.writer.path != writer.path:
+            cls.writer.close()
+        cls.settings, cls.workload = settings, workload
+        cls.writer = cls.writer if cls.writer is not None and cls.writer.path == writer.path else writer
+        # A stream may pause between tokens for long; the per-request timeout is the one that counts.
+        cls.network_timeout = cls.connection_timeout = settings.request_timeout
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        LlamaUser._users_started += 1
+        seed = self.settings.seed
+        self._rng = random.Random(seed * 1_000_003 + LlamaUser._users_started if seed else None)
+        self._next_send = 0.0
+        self._not_before = 0.0
+        key = self.settings.endpoint_key
+        self._headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+        if key:
+            self._headers.update(
+                {"Authorization": f"Bearer {key}"} if self.settings.auth_header == "bearer" else {"api-key": key}
+            )
+
+    def on_start(self) -> None:
+        # Start open-loop users at random phases, or every user would send its first request at once.
+        if self.settings.arrival != "closed":
+            self._next_send = time.perf_counter() + self._gap()
+            gevent.sleep(max(0.0, self._next_send - time.perf_counter()))
+
+    def _gap(self) -> float:
+        rate = self.settings.user_rate
+        if self.settings.arrival == "poisson":
+            return self._rng.expovariate(rate)
+        return self._rng.uniform(0, 1 / rate) if self._next_send == 0.0 else 1 / rate
+
+    def wait_time(self) -> float:
+        now = time.perf_counter()
+        if self.settings.arrival == "closed":
+            return max(0.0, self._not_before - now)
+        # The schedule runs from the previous scheduled send, not from when the answer came (open loop);
+        # a user that fell behind resumes now instead of firing a burst to catch up.
+        self._next_send = max(self._next_send + self._gap(), now, self._not_before)
+        return self._next_send - now
+
+    @task
+    def generate(self) -> None:
+        assert self.workload is not None, "test_start configures the workload"
+        planned = self.workload.plan(self._rng)
+        record = self._send(planned)
+        if self.writer is not None:
+            self.writer.write(record)
+        if record.rejected and self.settings.honour_retry_after:
+            wait = record.retry_after_ms / 1000 if record.retry_after_ms is not None else record.retry_after
+            self._not_before = time.perf_counter() + (wait or 0.0)
+        self._report_metrics(record)
+
+    def _report_metrics(self, record: RequestRecord) -> None:
+        fire = self.environment.events.request.fire
+        for name, value in (("TTFT", ttft_ms(record)), ("ITL", itl_ms(record))):
+            if value is not None:
+                fire(
+                    request_type="METRIC", name=name, response_time=value, response_length=0, exception=None, context={}
+                )
+
+    def _send(self, planned: PlannedRequest) -> RequestRecord:
+        """Send one request and read its answer, stamping times; report it to Locust with its full duration."""
+        kind = planned.kind
+        t0 = time.perf_counter()
+        t_send = time.time()
+        record = RequestRecord(route=kind.route, stream=kind.stream, t_send=t_send, t_end=t_send, status=0)
+
+        def stamp() -> float:
+            # Wall-clock start plus a monotonic offset: comparable across processes, precise within a request.
+            return t_send + (time.perf_counter() - t0)
+
+        timer = gevent.Timeout(self.settings.request_timeout)
+        timer.start()
+        try:
+            response = self.client.request(
+                "POST",
+                kind.route,
+                name=kind.stats_name,
+                data=planned.body,  # type: ignore[arg-type]  # bytes are sent as they are
+                headers=self._headers,
+                stream=True,
+                catch_response=True,
+            )
+            with response:
+                self._read(response, record, stamp)
+        # Nothing after success()/failure() in _read can raise, so an exception out of the with-block means
+        # Locust has not been told about this request yet.
+        except gevent.Timeout as error:
+            if error is not timer:
+                raise
+            self._fail_unreported(
+                kind, record, f"{TIMEOUT}: no complete answer in {self.settings.request_timeout:g} s", stamp
+            )
+        except GreenletExit:
+            self._fail_unreported(kind, record, f"{INTERRUPTED}: still running when the test stopped", stamp)
+            raise
+        finally:
+            timer.close()
+        return record
+
+    def _read(self, response: ResponseContextManager, record: RequestRecord, stamp: Callable[[], float]) -> None:
+        record.t_first_byte = stamp()
+        record.status = status = response.status_code
+        headers = response.headers
+        length = 0
+        error = getattr(response, "error", None)
+        if isinstance(error, gevent.Timeout):
+            raise error  # our own timer fired while Locust waited for the headers
+        record.limit_requests = parse_header_int(_header(headers, "x-ratelimit-limit-requests"))
+        record.limit_tokens = parse_header_int(_header(headers, "x-ratelimit-limit-tokens"))
+        try:
+            if status == 0:
+                record.error = f"no response: {error!r}"
+            elif 200 <= status < 300 and record.stream:
+                length = self._read_stream(response, record, stamp)
+            else:
+                body = response.content or b""
+                length = len(body)
+                outcome = parse_body(body)
+                if 200 <= status < 300:
+                    record.prompt_tokens, record.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
+                    record.finish_reason, record.error = outcome.finish_reason, outcome.error
+                else:
+                    record.error = f"HTTP {status}" + (f": {outcome.error}" if outcome.error else "")
+                    record.retry_after = parse_retry_after(_header(headers, "retry-after"))
+                    record.retry_after_ms = parse_header_int(_header(headers, "retry-after-ms"))
+        except FAILURE_EXCEPTIONS as failure:
+            if isinstance(failure, gevent.Timeout):
+                raise
+            record.error = f"connection failed while reading: {failure!r}"
+        record.t_end = stamp()
+        # Locust timed only up to the headers (stream=True); report the whole request, as the record has it.
+        response.request_meta["response_time"] = (record.t_end - record.t_send) * 1000
+        response.request_meta["response_length"] = length
+        if record.ok:
+            response.success()  # type: ignore[no-untyped-call]  # locust leaves it unannotated
+        else:
+            # One message per status keeps Locust's failure table short; the record has the details.
+            response.failure(  # type: ignore[no-untyped-call]  # locust leaves it unannotated
+                f"HTTP {status}" if status else (record.error or "no response")
+            )
+
+    @staticmethod
+    def _read_stream(response: ResponseContextManager, record: RequestRecord, stamp: Callable[[], float]) -> int:
+        content_type = _header(response.headers, "content-type") or ""
+        if not content_type.startswith("text/event-stream"):
+            body = response.content or b""
+            record.error = f"stream requested, got {content_type or 'no content type'}"
+            return len(body)
+        # FastResponse.iter_content(n) waits until n bytes have arrived (Locust's streaming caveat), which would
+        # delay and batch token events; geventhttpclient's readline returns each line as soon as it is complete.
+        raw = response._response
+        assert raw is not None
+        reader = StreamReader()
+        length = 0
+        while line := raw.readline(b"\n"):
+            length += len(line)
+            reader.feed_line(line, stamp())
+        reader.finish(stamp())
+        record.token_event_times = reader.token_event_times
+        record.t_first_token = reader.first_token_time
+        record.prompt_tokens, record.completion_tokens = reader.prompt_tokens, reader.completion_tokens
+        record.finish_reason, record.error = reader.finish_reason, reader.error
+        return length
+
+    def _fail_unreported(
+        self, kind: RequestKind, record: RequestRecord, error: str, stamp: Callable[[], float]
+    ) -> None:
+        """A request cut short by our timer or by the test stopping: record it and report it to Locust."""
+        record.error = error
+        record.t_end = stamp()
+        self.environment.events.request.fire(
+            request_type="POST",
+            name=kind.stats_name,
+            response_time=(record.t_end - record.t_send) * 1000,
+            response_length=0,
+            exception=Exception(error.partition(":")[0]),
+            context={},
+        )

@@ -1,0 +1,234 @@
+"""The load test's own settings: one table of Locust command-line options, parsed into `LoadSettings`.
+
+The locustfile registers the table with Locust's parser (so the options show in `locust --help` and the web
+UI, and reach workers from the master); the runner turns `LoadSettings` back into those options. Option
+values may arrive as strings from the web UI, so parsing converts every value itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, get_args
+
+from perf.workload import LengthRange, RequestKind, Workload, format_mix, load_prompts, parse_mix
+
+__all__ = [
+    "API_KEY_ENV",
+    "OPTIONS",
+    "Arrival",
+    "AuthHeader",
+    "LoadSettings",
+    "Option",
+    "parse_steps",
+]
+
+API_KEY_ENV: Final = "LLAMACERT_API_KEY"
+"""The endpoint key is read from this variable by default, so it stays out of process listings."""
+
+Arrival = Literal["closed", "constant", "poisson"]
+AuthHeader = Literal["bearer", "api-key"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: argparse's arguments plus Locust's web-UI flags."""
+
+    flag: str
+    kwargs: Mapping[str, Any]
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+OPTIONS: Final[tuple[Option, ...]] = (
+    Option(
+        "--endpoint-key",
+        {
+            "default": "",
+            "env_var": API_KEY_ENV,
+            "is_secret": True,
+            "help": f"The endpoint's key (default: ${API_KEY_ENV}).",
+        },
+    ),
+    Option(
+        "--auth-header",
+        {"default": "bearer", "choices": list(get_args(AuthHeader)), "help": "Send the key as Bearer or api-key."},
+    ),
+    Option(
+        "--mix",
+        {
+            "default": "chat+stream",
+            "help": "Request mix: comma-separated API[+stream][@llama|@azure][:WEIGHT], "
+            "e.g. chat+stream:3,completion@azure",
+        },
+    ),
+    Option("--prompt-tokens", {"default": "64", "help": "Prompt length in tokens: N or MIN..MAX (uniform)."}),
+    Option("--output-tokens", {"default": "64", "help": "max_tokens: N or MIN..MAX (uniform)."}),
+    Option("--prompt-file", {"default": "", "help": "Prompts to draw from: .jsonl with 'prompt', or one per line."}),
+    Option(
+        "--no-ignore-eos",
+        {"action": "store_true", "default": False, "help": "Let generation stop at EOS (default: ignore_eos=true)."},
+    ),
+    Option(
+        "--arrival",
+        {
+            "default": "closed",
+            "choices": list(get_args(Arrival)),
+            "help": "closed: each user sends again as soon as answered; constant/poisson: open-loop arrivals "
+            "at --user-rate per user (or --rate in all).",
+        },
+    ),
+    Option("--user-rate", {"type": float, "default": 0.0, "help": "Open loop: requests/s each user sends."}),
+    Option(
+        "--rate",
+        {"type": float, "default": 0.0, "help": "Open loop: requests/s in all, divided among -u users at start."},
+    ),
+    Option(
+        "--honour-retry-after",
+        {
+            "action": "store_true",
+            "default": False,
+            "help": "After a 429 a user waits Retry-After before sending again.",
+        },
+    ),
+    Option(
+        "--records-dir",
+        {
+            "default": "perf-results/records",
+            "include_in_web_ui": False,
+            "help": "Each Locust process appends its raw request records to its own JSONL file here.",
+        },
+    ),
+    Option("--request-timeout", {"type": float, "default": 120.0, "help": "Seconds before a request counts as hung."}),
+    Option("--seed", {"type": int, "default": 0, "help": "Seed of the prompt and mix draws (0: random)."}),
+    Option(
+        "--steps",
+        {"default": "", "help": "Stepped sweep (perf/shapes.py): users per step, comma-separated, e.g. 1,2,4,8."},
+    ),
+    Option("--step-duration", {"type": float, "default": 30.0, "help": "Stepped sweep: seconds per step."}),
+)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _number(value: Any, name: str) -> float:
+    text = _text(value)
+    try:
+        number = float(text) if text else 0.0
+    except ValueError:
+        raise ValueError(f"--{name}: not a number: {value!r}") from None
+    if number < 0:
+        raise ValueError(f"--{name} must not be negative")
+    return number
+
+
+def _flag(value: Any) -> bool:
+    return value if isinstance(value, bool) else _text(value).lower() in ("1", "true", "yes", "on")
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    """Users per step of a sweep: `1,2,4,8`."""
+    try:
+        steps = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--steps: expected comma-separated user counts, got {text!r}") from None
+    if any(step < 0 for step in steps):
+        raise ValueError("--steps: user counts must not be negative")
+    return steps
+
+
+_DEFAULT_LENGTH: Final = LengthRange(64, 64)
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """Everything a Locust user of perf/locustfile.py needs to know."""
+
+    endpoint_key: str = field(default="", repr=False)
+    auth_header: AuthHeader = "bearer"
+    mix: tuple[RequestKind, ...] = (RequestKind("chat", stream=True),)
+    prompt_tokens: LengthRange = _DEFAULT_LENGTH
+    output_tokens: LengthRange = _DEFAULT_LENGTH
+    prompt_file: Path | None = None
+    ignore_eos: bool = True
+    arrival: Arrival = "closed"
+    user_rate: float = 0.0
+    honour_retry_after: bool = False
+    records_dir: Path = Path("perf-results/records")
+    request_timeout: float = 120.0
+    seed: int = 0
+    steps: tuple[int, ...] = ()
+    step_duration: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.arrival not in get_args(Arrival):
+            raise ValueError(f"--arrival must be one of {', '.join(get_args(Arrival))}")
+        if self.auth_header not in get_args(AuthHeader):
+            raise ValueError(f"--auth-header must be one of {', '.join(get_args(AuthHeader))}")
+        if self.arrival != "closed" and self.user_rate <= 0:
+            raise ValueError(f"--arrival {self.arrival} needs a positive --user-rate or --rate")
+        if self.request_timeout <= 0:
+            raise ValueError("--request-timeout must be positive")
+
+    @classmethod
+    def from_options(cls, options: Any, *, users: int | None = None) -> LoadSettings:
+        """From Locust's parsed options; `--rate` is divided among `users` when given."""
+        values = vars(options)
+        rate = _number(values.get("rate"), "rate")
+        user_rate = _number(values.get("user_rate"), "user-rate")
+        if rate and not user_rate:
+            if not users:
+                raise ValueError("--rate needs the user count (-u) to divide it among users")
+            user_rate = rate / users
+        prompt_file = _text(values.get("prompt_file"))
+        return cls(
+            endpoint_key=_text(values.get("endpoint_key")) or os.environ.get(API_KEY_ENV, ""),
+            auth_header=_text(values.get("auth_header")) or "bearer",  # type: ignore[arg-type]  # validated above
+            mix=tuple(parse_mix(_text(values.get("mix")) or "chat+stream")),
+            prompt_tokens=LengthRange.parse(_text(values.get("prompt_tokens")) or "64"),
+            output_tokens=LengthRange.parse(_text(values.get("output_tokens")) or "64"),
+            prompt_file=Path(prompt_file) if prompt_file else None,
+            ignore_eos=not _flag(values.get("no_ignore_eos")),
+            arrival=_text(values.get("arrival")) or "closed",  # type: ignore[arg-type]  # validated above
+            user_rate=user_rate,
+            honour_retry_after=_flag(values.get("honour_retry_after")),
+            records_dir=Path(_text(values.get("records_dir")) or "perf-results/records"),
+            request_timeout=_number(values.get("request_timeout"), "request-timeout") or 120.0,
+            seed=int(_number(values.get("seed"), "seed")),
+            steps=parse_steps(_text(values.get("steps"))),
+            step_duration=_number(values.get("step_duration"), "step-duration") or 30.0,
+        )
+
+    def workload(self) -> Workload:
+        prompts = tuple(load_prompts(self.prompt_file)) if self.prompt_file else ()
+        return Workload(self.mix, self.prompt_tokens, self.output_tokens, prompts, self.ignore_eos)
+
+    def locust_arguments(self) -> list[str]:
+        """The options that reproduce these settings (the key excepted: it travels in $LLAMACERT_API_KEY)."""
+        arguments = [
+            f"--auth-header={self.auth_header}",
+            f"--mix={format_mix(self.mix)}",
+            f"--prompt-tokens={self.prompt_tokens}",
+            f"--output-tokens={self.output_tokens}",
+            f"--arrival={self.arrival}",
+            f"--user-rate={self.user_rate!r}",
+            f"--records-dir={self.records_dir}",
+            f"--request-timeout={self.request_timeout!r}",
+            f"--seed={self.seed}",
+            f"--step-duration={self.step_duration!r}",
+        ]
+        if self.prompt_file is not None:
+            arguments.append(f"--prompt-file={self.prompt_file}")
+        if not self.ignore_eos:
+            arguments.append("--no-ignore-eos")
+        if self.honour_retry_after:
+            arguments.append("--honour-retry-after")
+        if self.steps:
+            arguments.append(f"--steps={','.join(map(str, self.steps))}")
+        return arguments

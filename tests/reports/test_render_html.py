@@ -1,0 +1,111 @@
+"""report.html: verdict first, every rule, evidence escaped, plots inline, and nothing fetched from anywhere."""
+
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from reports.model import Report
+from reports.render_html import render_html
+from tests.reports.conftest import ENVIRONMENT, PROFILE, Json, ReportFactory, make_passing, read_fixture, rule
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DATA_PNG = "data:image/png;base64,"
+
+
+class _Page(HTMLParser):
+    """Every start tag with its attributes, and the text outside tags."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.text: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {name: value or "" for name, value in attrs}))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def attributes(self, tag: str, name: str) -> list[str]:
+        return [attrs[name] for found, attrs in self.tags if found == tag and name in attrs]
+
+
+@pytest.fixture(scope="module")
+def html() -> str:
+    """The page for the three fixtures, with markup planted in a piece of evidence (rendered once: plots are slow)."""
+    conformance = read_fixture("conformance.json")
+    evidence = rule(conformance, "usage.total_is_sum")["evidence"][0]
+    evidence["response_excerpt"] = '<script>alert("x")</script><img src="http://evil.example/x.png">'
+    loads = [read_fixture("load_throughput.json"), read_fixture("load_rate_limit.json")]
+    return render_html(Report.from_parts(conformance, loads, PROFILE, environment=ENVIRONMENT))
+
+
+def test_verdict_comes_first(html: str) -> None:
+    page = _Page(html)
+    text = " ".join(" ".join(page.text).split())
+    assert text.index("FAIL") < text.index("Conformance") < text.index("Load")
+    assert 'class="verdict verdict-fail"' in html
+    assert "Not certified for profile serverless-llama31" in text
+    assert "<title>FAIL · llamacert report · http://127.0.0.1:8000</title>" in html
+
+
+def test_every_rule_and_group_is_listed(html: str, report: Report) -> None:
+    assert report.conformance is not None
+    for entry in report.conformance.rules:
+        assert f'id="rule-{entry.rule_id}"' in html
+        assert entry.source in html.replace("&amp;", "&")
+    for group in report.conformance.groups:
+        assert f'id="group-{group.group}"' in html
+
+
+def test_failure_evidence_is_shown_escaped(html: str) -> None:
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert "tests/conformance/test_usage.py::test_chat_usage[short]" in html
+    assert "Response · status 200" in html
+    assert "&#34;completion_tokens&#34;: 8" in html  # complete JSON excerpts are indented
+
+
+def test_the_page_needs_no_network_and_no_script(html: str) -> None:
+    page = _Page(html)
+    assert not [tag for tag, _ in page.tags if tag in {"script", "link", "iframe", "object", "embed", "base"}]
+    for tag, attrs in page.tags:
+        for name, value in attrs.items():
+            assert not re.match(r"\s*(https?:)?//", value), f"<{tag} {name}={value!r}> points off the page"
+            assert not name.startswith("on"), f"<{tag}> has an event handler"
+    assert "url(" not in html and "@import" not in html
+    # "http" appears only as text (the endpoint, evidence), never where a browser would fetch it.
+    assert "http" not in " ".join(value for _, attrs in page.tags for value in attrs.values())
+
+
+def test_plots_are_inline_pngs(html: str) -> None:
+    sources = _Page(html).attributes("img", "src")
+    # throughput: latency, tokens/s, requests/s; rate-limit: the same three (its latency panel is e2e only).
+    assert len(sources) == 6
+    for source in sources:
+        assert source.startswith(DATA_PNG)
+        assert base64.b64decode(source.removeprefix(DATA_PNG)).startswith(PNG_MAGIC)
+
+
+def test_a_passing_run(build: ReportFactory, conformance: Json, rate_limit: Json) -> None:
+    page = render_html(build(make_passing(conformance), loads=[rate_limit]))
+    assert 'class="verdict verdict-pass"' in page
+    assert "Certified for profile serverless-llama31" in page
+
+
+def test_a_run_without_load(build: ReportFactory) -> None:
+    page = render_html(build(loads=[]))
+    assert "No load test ran." in page
+    assert DATA_PNG not in page
+
+
+def test_a_run_where_nothing_ran() -> None:
+    page = render_html(Report.from_parts(None, [], PROFILE, environment=ENVIRONMENT))
+    assert "INCOMPLETE" in page
+    assert "The conformance suite did not run." in page
+    assert "no endpoint was tested" in page
