@@ -9,6 +9,8 @@ web UI and the CSVs show them. Add perf/shapes.py to -f for a stepped sweep.
 
 from __future__ import annotations
 
+import atexit
+import csv
 import logging
 import random
 import sys
@@ -23,6 +25,7 @@ from locust import FastHttpUser, events, task
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, ResponseContextManager
 from locust.env import Environment
 from locust.runners import WorkerRunner
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from perf.metrics import itl_ms, ttft_ms
 from perf.records import INTERRUPTED, TIMEOUT, RecordWriter, RequestRecord, record_file_name
@@ -61,6 +64,25 @@ def _check_options(environment: Environment, **_: Any) -> None:
         sys.exit(2)
     # Fix --rate's share per user now, so workers (which never see -u) get it with the master's options.
     environment.parsed_options.user_rate = settings.user_rate
+    csv_prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if csv_prefix:
+        atexit.register(_write_final_csv, environment, csv_prefix)
+
+
+def _write_final_csv(environment: Environment, prefix: str) -> None:
+    """Write the final statistics over Locust's CSVs once Locust has closed them.
+
+    Locust's headless CSV writer rewrites the files every second and writes nothing more at shutdown, so the
+    files can miss the last second of a run; at interpreter exit the statistics are final (workers included).
+    """
+    writer = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    for suffix, write in (
+        ("_stats.csv", writer.requests_csv),
+        ("_failures.csv", writer.failures_csv),
+        ("_exceptions.csv", writer.exceptions_csv),
+    ):
+        with open(f"{prefix}{suffix}", "w", newline="", encoding="utf-8") as file:
+            write(csv.writer(file))
 
 
 events.init.add_listener(_check_options)

@@ -78,9 +78,12 @@ Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class _ReportModel(BaseModel):
-    """Base of every report model: unknown fields are an error, so a producer that drifts fails loudly."""
+    """Base of every report model: unknown fields are an error, so a producer that drifts fails loudly.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    NaN and infinity are refused too: JSON has no spelling for them, so report.json could not be read back.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelInfo(_ReportModel):
@@ -179,7 +182,7 @@ class GroupSummary(_ReportModel):
     counts: OutcomeCounts
 
 
-def _check_version(data: Mapping[str, Any], expected: int, what: str) -> dict[str, Any]:
+def _check_version(data: object, expected: int, what: str) -> dict[str, Any]:
     """`data` without its schema_version, once that is the one this module reads."""
     if not isinstance(data, Mapping):
         raise ReportInputError(f"{what}: expected a JSON object, got {type(data).__name__}")
@@ -198,6 +201,9 @@ def _describe(error: ValidationError, limit: int = 5) -> str:
     if error.error_count() > limit:
         problems.append(f"and {error.error_count() - limit} more")
     return "; ".join(problems)
+
+
+_DERIVED_CONFORMANCE_FIELDS = frozenset({"totals", "groups"})
 
 
 class ConformanceSection(_ReportModel):
@@ -250,9 +256,6 @@ class ConformanceSection(_ReportModel):
             return cls.model_validate(fields)
         except ValidationError as error:
             raise ReportInputError(f"conformance results: {_describe(error)}") from None
-
-
-_DERIVED_CONFORMANCE_FIELDS = frozenset({"totals", "groups"})
 
 
 class LatencyStats(_ReportModel):

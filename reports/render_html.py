@@ -18,6 +18,8 @@ __all__ = ["render_html"]
 
 _TEMPLATES = Path(__file__).with_name("templates")
 _EXCERPT_LIMIT = 4000
+# A rule can collect evidence from every test case; the first few explain it, report.json keeps them all.
+_EVIDENCE_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ def render_html(report: Report) -> str:
         .render(
             report=report,
             verdict=report.verdict,
-            other_verdicts=[verdict for verdict in report.verdicts if verdict is not report.verdict],
+            other_verdicts=[verdict for verdict in report.verdicts if verdict.profile != report.profile],
+            evidence_limit=_EVIDENCE_LIMIT,
             performance=performance,
             rate_limited=rate_limited,
             loads=loads,

@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime
+from datetime import UTC, datetime
 
-from reports.model import Evidence, LoadSection, RateLimitResult, Report, RuleResult
+from reports.model import Evidence, LoadSection, RateLimitResult, Report, RuleResult, Verdict
 
 __all__ = ["render_junit"]
 
 # XML 1.0 cannot carry these characters at all, not even escaped; endpoints may well send them.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _BODY_LIMIT = 4000
+# A rule can collect evidence from every test case; the first few explain it, report.json keeps them all.
+_EVIDENCE_LIMIT = 10
 
 
 def _xml_safe(text: str) -> str:
@@ -33,7 +35,7 @@ def _failure_text(rule: RuleResult) -> str:
     lines = [rule.title, f"source: {rule.source}", f"test cases: {rule.tests}"]
     if rule.message:
         lines.append(f"message: {rule.message}")
-    for number, evidence in enumerate(rule.evidence, start=1):
+    for number, evidence in enumerate(rule.evidence[:_EVIDENCE_LIMIT], start=1):
         lines += [
             "",
             f"evidence {number}: {evidence.test}",
@@ -43,6 +45,8 @@ def _failure_text(rule: RuleResult) -> str:
             f"  response status: {evidence.status if evidence.status is not None else 'none (no response)'}",
             f"  response excerpt: {evidence.response_excerpt}",
         ]
+    if len(rule.evidence) > _EVIDENCE_LIMIT:
+        lines += ["", f"... and {len(rule.evidence) - _EVIDENCE_LIMIT} more pieces of evidence in report.json"]
     return _xml_safe("\n".join(lines))
 
 
@@ -66,7 +70,8 @@ def _suite(root: ET.Element, report: Report, name: str, started_at: datetime | N
     for key, value in context.items():
         _element(properties, "property", name=key, value=value)
     if started_at is not None:
-        suite.set("timestamp", started_at.isoformat(timespec="seconds"))
+        # The JUnit schema's timestamp has no offset; UTC it is.
+        suite.set("timestamp", started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
     suite.set("hostname", _xml_safe(report.environment.hostname))
     return suite
 
@@ -93,6 +98,17 @@ def _rate_limit_case(suite: ET.Element, load: LoadSection, limit: RateLimitResul
         _element(case, "failure", details, message="; ".join(limit.reasons) or "failed", type="RateLimitFailure")
     else:
         _element(case, "system-out", details)
+
+
+def _verdict_case(suite: ET.Element, verdict: Verdict) -> None:
+    case = _element(suite, "testcase", classname="verdict", name=verdict.profile, time="0")
+    reasons = "\n".join(verdict.reasons)
+    if verdict.status == "FAIL":
+        _element(case, "failure", reasons, message=f"FAIL for {verdict.profile}", type="VerdictFail")
+    elif verdict.status == "INCOMPLETE":
+        _element(case, "error", reasons, message=f"INCOMPLETE for {verdict.profile}", type="VerdictIncomplete")
+    else:
+        _element(case, "system-out", reasons)
 
 
 def _count(suite: ET.Element, time_s: float) -> dict[str, int]:
@@ -129,14 +145,7 @@ def render_junit(report: Report) -> str:
         suites.append((suite, sum(load.duration_s for load, _ in rate_limited)))
     suite = _suite(root, report, "verdict", report.started_at)
     for verdict in report.verdicts:
-        case = _element(suite, "testcase", classname="verdict", name=verdict.profile, time="0")
-        reasons = "\n".join(verdict.reasons)
-        if verdict.status == "FAIL":
-            _element(case, "failure", reasons, message=f"FAIL for {verdict.profile}", type="VerdictFail")
-        elif verdict.status == "INCOMPLETE":
-            _element(case, "error", reasons, message=f"INCOMPLETE for {verdict.profile}", type="VerdictIncomplete")
-        else:
-            _element(case, "system-out", reasons)
+        _verdict_case(suite, verdict)
     suites.append((suite, 0.0))
     totals = [_count(suite, time_s) for suite, time_s in suites]
     root.set("time", f"{sum(time_s for _, time_s in suites):.3f}")

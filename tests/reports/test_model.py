@@ -216,3 +216,9 @@ def test_environment_capture_describes_this_process() -> None:
     assert environment.python_version.startswith("3.")
     assert environment.hostname
     assert environment.cpu_count is None or environment.cpu_count >= 1
+
+
+def test_nan_is_refused_because_report_json_could_not_carry_it(build: ReportFactory, throughput: Json) -> None:
+    throughput["ttft_ms"]["mean"] = float("nan")
+    with pytest.raises(ReportInputError, match=r"load summary 'throughput': ttft_ms\.mean: Input should be a finite"):
+        build()

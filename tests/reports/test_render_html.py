@@ -109,3 +109,11 @@ def test_a_run_where_nothing_ran() -> None:
     assert "INCOMPLETE" in page
     assert "The conformance suite did not run." in page
     assert "no endpoint was tested" in page
+
+
+def test_evidence_beyond_the_first_ten_is_left_to_report_json(build: ReportFactory, conformance: Json) -> None:
+    failing = rule(conformance, "usage.total_is_sum")
+    failing["evidence"] = failing["evidence"] * 6
+    page = render_html(build(conformance, loads=[]))
+    assert page.count('class="evidence"') == 10
+    assert "… and 2 more pieces of evidence in report.json." in page

@@ -86,3 +86,20 @@ def test_a_failed_rate_limit_check_is_a_failure(build: ReportFactory, rate_limit
     failure = _parse(build()).find("testsuite[@name='load.rate_limit']/testcase[@name='rate-limit']/failure")
     assert failure is not None
     assert failure.attrib["message"] == "accepted 1,480 requests/min, limit 1,000"
+
+
+def test_evidence_beyond_the_first_ten_is_left_to_report_json(build: ReportFactory, conformance: Json) -> None:
+    failing = rule(conformance, "usage.total_is_sum")
+    failing["evidence"] = failing["evidence"] * 6
+    failure = _parse(build(conformance)).find(".//testcase[@name='usage.total_is_sum']/failure")
+    assert failure is not None
+    text = failure.text or ""
+    assert "evidence 10:" in text and "evidence 11:" not in text
+    assert text.endswith("... and 2 more pieces of evidence in report.json")
+
+
+def test_suite_timestamps_are_utc_without_offset(report: Report) -> None:
+    root = _parse(report)
+    stamps = {suite.attrib["name"]: suite.attrib["timestamp"] for suite in root.iter("testsuite")}
+    assert stamps["conformance.usage"] == "2025-11-20T14:02:11"
+    assert stamps["load.rate_limit"] == "2025-11-20T14:04:10"

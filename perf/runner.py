@@ -1,0 +1,419 @@
+"""Runs a load scenario with Locust as a subprocess (headless, master + local workers, or with its web UI),
+then merges the raw records, computes the load summary, and writes the run's files.
+
+`plan_run` and `locust_commands` are pure (what will run, and how), so they are tested without Locust;
+`run_load` does the I/O: probing limits, starting processes, collecting their output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any, Final
+
+import httpx
+
+from perf.metrics import (
+    DEFAULT_BURST_SECONDS,
+    RateLimitExpectation,
+    RunWindow,
+    limits_from_headers,
+    summarize,
+    summary_notes,
+)
+from perf.records import RequestRecord, merge_record_files
+from perf.responses import parse_header_int
+from perf.scenarios import Scenario
+from perf.settings import API_KEY_ENV, Arrival, AuthHeader, LoadSettings
+from perf.workload import LengthRange, RequestKind
+
+__all__ = [
+    "LOCUSTFILE",
+    "SHAPEFILE",
+    "LoadRequest",
+    "LoadResult",
+    "PlanError",
+    "RunPlan",
+    "format_summary",
+    "locust_commands",
+    "plan_run",
+    "probe_limits",
+    "run_load",
+]
+
+PERF_DIR: Final = Path(__file__).resolve().parent
+LOCUSTFILE: Final = PERF_DIR / "locustfile.py"
+SHAPEFILE: Final = PERF_DIR / "shapes.py"
+CSV_PREFIX: Final = "locust"
+_STARTUP_MARGIN_S: Final = 60.0
+"""Time allowed beyond run time and stop timeout for Locust to start, gather workers, and write its files."""
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What `llamacert load` was asked for: a scenario and the overrides given on the command line."""
+
+    endpoint: str
+    scenario: Scenario
+    out_dir: Path
+    api_key: str = field(default="", repr=False)
+    auth_header: AuthHeader = "bearer"
+    duration_s: float | None = None
+    users: int | None = None
+    spawn_rate: float | None = None
+    rate: float | None = None
+    mix: tuple[RequestKind, ...] | None = None
+    prompt_tokens: LengthRange | None = None
+    output_tokens: LengthRange | None = None
+    honour_retry_after: bool | None = None
+    limit_rpm: int | None = None
+    limit_tpm: int | None = None
+    burst_seconds: float = DEFAULT_BURST_SECONDS
+    request_timeout_s: float = 120.0
+    workers: int = 0
+    web: bool = False
+    web_port: int = 8089
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How the scenario will run: Locust's users, timing and shape, and the locustfile's settings."""
+
+    users: int
+    spawn_rate: float
+    run_time_s: float
+    steps: tuple[int, ...]
+    settings: LoadSettings
+    offered_rate: float | None
+    """Requests/s in all for open-loop arrivals; None for closed loop."""
+    rate_limit: RateLimitExpectation | None
+
+
+class PlanError(ValueError):
+    """The scenario and overrides do not make a runnable plan."""
+
+
+def _limited_rate(scenario: Scenario, limits: tuple[int | None, int | None], mean_tokens: float) -> float:
+    """Requests/s the endpoint's limits allow for this workload: the tighter of its RPM and TPM."""
+    rpm, tpm = limits
+    allowed = [rate for rate in (rpm and rpm / 60, tpm and tpm / 60 / mean_tokens) if rate]
+    if not allowed:
+        raise PlanError(
+            f"scenario {scenario.name} offers load relative to the endpoint's rate limits, and none is known: "
+            "pass --rpm/--tpm or --profile, or the endpoint must send x-ratelimit-limit-* headers"
+        )
+    return min(allowed)
+
+
+def plan_run(request: LoadRequest, limits: tuple[int | None, int | None] = (None, None)) -> RunPlan:
+    """The plan for a request; `limits` (RPM, TPM) size rate-limit scenarios."""
+    scenario = request.scenario
+    users = request.users or scenario.users
+    mix = request.mix or scenario.mix
+    base = LoadSettings(
+        endpoint_key=request.api_key,
+        auth_header=request.auth_header,
+        mix=mix,
+        prompt_tokens=request.prompt_tokens or LengthRange.parse(scenario.prompt_tokens),
+        output_tokens=request.output_tokens or LengthRange.parse(scenario.output_tokens),
+        prompt_file=scenario.prompt_file,
+        honour_retry_after=scenario.honour_retry_after
+        if request.honour_retry_after is None
+        else request.honour_retry_after,
+        request_timeout=request.request_timeout_s,
+        seed=request.seed,
+    )
+    arrival: Arrival = "closed"
+    rate: float | None = None
+    steps: tuple[int, ...] = ()
+    run_time = request.duration_s or scenario.duration
+    if scenario.shape in ("constant", "poisson"):
+        arrival = scenario.shape
+        rate = request.rate or scenario.rate
+        if rate is None:
+            assert scenario.rate_limit is not None, "the scenario format requires rate or rate_limit"
+            mean_tokens = base.workload().mean_tokens_per_request()
+            rate = scenario.rate_limit.multiple * _limited_rate(scenario, limits, mean_tokens)
+    elif scenario.shape == "steps":
+        step_duration = request.duration_s / len(scenario.steps) if request.duration_s else scenario.step_duration
+        run_time = step_duration * len(scenario.steps)
+        rates = [step.rate for step in scenario.steps if step.rate is not None]
+        if rates:
+            # A rate sweep is a sweep of open-loop users at a fixed rate each: the top step uses all the users.
+            arrival = scenario.step_arrival
+            per_user = max(rates) / users
+            steps = tuple(max(1, math.ceil(step_rate / per_user - 1e-9)) for step_rate in rates)
+            rate = max(rates)
+        else:
+            steps = tuple(step.users or 0 for step in scenario.steps)
+        users = max(steps)
+        base = replace(base, steps=steps, step_duration=step_duration)
+    elif request.rate is not None:
+        raise PlanError(f"--rate applies to open-loop scenarios (shape constant or poisson), not {scenario.shape}")
+    settings = replace(base, arrival=arrival, user_rate=rate / users if rate else 0.0)
+    expectation = None
+    if scenario.rate_limit is not None:
+        expectation = RateLimitExpectation(
+            mode=scenario.rate_limit.mode,
+            limit_rpm=limits[0],
+            limit_tpm=limits[1],
+            burst_seconds=request.burst_seconds,
+            request_timeout_s=request.request_timeout_s,
+        )
+    return RunPlan(
+        users=users,
+        spawn_rate=request.spawn_rate or scenario.spawn_rate or float(users),
+        run_time_s=run_time,
+        steps=steps,
+        settings=settings,
+        offered_rate=rate,
+        rate_limit=expectation,
+    )
+
+
+def locust_commands(
+    plan: RunPlan, request: LoadRequest, *, csv_prefix: Path, records_dir: Path, master_port: int = 5557
+) -> list[list[str]]:
+    """The Locust command lines: [standalone or master, *workers]."""
+    locustfiles = str(LOCUSTFILE) + (f",{SHAPEFILE}" if plan.steps else "")
+    settings = replace(plan.settings, records_dir=records_dir)
+    main = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        locustfiles,
+        "--host",
+        request.endpoint,
+        "--csv",
+        str(csv_prefix),
+        # 429s and errors are results to measure, not a failed run; our exit code judges them.
+        "--exit-code-on-error",
+        "0",
+        # Let requests in flight at the end finish (or time out as hung) instead of being cut off.
+        "--stop-timeout",
+        str(math.ceil(request.request_timeout_s)),
+        *settings.locust_arguments(),
+    ]
+    if not plan.steps:
+        main += ["-u", str(plan.users), "-r", f"{plan.spawn_rate:g}", "-t", f"{math.ceil(plan.run_time_s)}s"]
+    if request.web:
+        main += ["--web-host", "127.0.0.1", "--web-port", str(request.web_port), "--autostart"]
+    else:
+        main += ["--headless", "--only-summary"]
+    if not request.workers:
+        return [main]
+    main += [
+        "--master",
+        "--expect-workers",
+        str(request.workers),
+        "--expect-workers-max-wait",
+        str(int(_STARTUP_MARGIN_S)),
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        str(master_port),
+    ]
+    # Workers get the host and the llamacert options from the master with their first spawn message.
+    worker = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        locustfiles,
+        "--worker",
+        "--master-host",
+        "127.0.0.1",
+        "--master-port",
+        str(master_port),
+    ]
+    return [main, *([*worker] for _ in range(request.workers))]
+
+
+def _auth_headers(api_key: str, auth_header: AuthHeader) -> dict[str, str]:
+    if not api_key:
+        return {}
+    return {"Authorization": f"Bearer {api_key}"} if auth_header == "bearer" else {"api-key": api_key}
+
+
+def probe_limits(endpoint: str, api_key: str, auth_header: AuthHeader = "bearer") -> tuple[int | None, int | None]:
+    """The (RPM, TPM) limits the endpoint announces in x-ratelimit-limit-* on GET /info (one request)."""
+    try:
+        response = httpx.get(f"{endpoint.rstrip('/')}/info", headers=_auth_headers(api_key, auth_header), timeout=10)
+    except httpx.HTTPError:
+        return None, None
+    return (
+        parse_header_int(response.headers.get("x-ratelimit-limit-requests")),
+        parse_header_int(response.headers.get("x-ratelimit-limit-tokens")),
+    )
+
+
+@dataclass
+class LoadResult:
+    """What a run produced."""
+
+    summary: dict[str, Any]
+    notes: list[str]
+    records: list[RequestRecord]
+    out_dir: Path
+    locust_returncode: int
+
+    @property
+    def summary_path(self) -> Path:
+        return self.out_dir / "load-summary.json"
+
+    @property
+    def rate_limit_failed(self) -> bool:
+        limit = self.summary["rate_limit"]
+        return limit is not None and limit["verdict"] == "fail"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _environment(api_key: str) -> dict[str, str]:
+    environment = dict(os.environ)
+    # The locustfile imports perf.*; the project root must be importable whether or not llamacert is installed.
+    root = str(PERF_DIR.parent)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [root, environment.get("PYTHONPATH")]))
+    environment[API_KEY_ENV] = api_key
+    return environment
+
+
+def _stop(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _run_processes(commands: Sequence[Sequence[str]], environment: dict[str, str], log: IO[bytes], timeout_s: float) -> int:
+    """Run the main Locust process and its workers; the main one's exit code. Every process is ended."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for command in commands:
+            processes.append(subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT))
+        main, workers = processes[0], processes[1:]
+        try:
+            returncode = main.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.write(f"\nllamacert: Locust ran past {timeout_s:.0f} s; stopping it\n".encode())
+            _stop(main)
+            returncode = main.returncode if main.returncode is not None else -1
+        except KeyboardInterrupt:
+            # Ctrl-C reached Locust too (same process group); let it shut down and write its files.
+            main.wait(30)
+            returncode = main.returncode
+        # Workers quit when the master does; they must have closed their records files before the merge.
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                _stop(worker)
+        return returncode
+    finally:
+        for process in processes:
+            _stop(process, grace_s=5)
+
+
+def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | None] = (None, None)) -> LoadResult:
+    """Run the scenario and write load-summary.json, records.jsonl, Locust's CSVs and locust.log to out_dir."""
+    out_dir = request.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    limits = (request.limit_rpm or profile_limits[0], request.limit_tpm or profile_limits[1])
+    if request.scenario.rate_limit is not None and limits == (None, None):
+        limits = probe_limits(request.endpoint, request.api_key, request.auth_header)
+    plan = plan_run(request, limits)
+    records_dir = out_dir / ".records"
+    shutil.rmtree(records_dir, ignore_errors=True)
+    commands = locust_commands(
+        plan,
+        request,
+        csv_prefix=out_dir / CSV_PREFIX,
+        records_dir=records_dir,
+        master_port=_free_port() if request.workers else 5557,
+    )
+    (out_dir / "locust-command.json").write_text(json.dumps(commands, indent=2) + "\n", encoding="utf-8")
+    started = time.time()
+    timeout = math.inf if request.web else plan.run_time_s + request.request_timeout_s + _STARTUP_MARGIN_S
+    with (out_dir / "locust.log").open("wb") as log:
+        returncode = _run_processes(commands, _environment(request.api_key), log, timeout)
+    records = merge_record_files(records_dir, out_dir / "records.jsonl")
+    shutil.rmtree(records_dir, ignore_errors=True)
+
+    window = RunWindow.of(records) if records else RunWindow(started, 0.0)
+    expectation = plan.rate_limit
+    if expectation is not None:
+        seen_rpm, seen_tpm = limits_from_headers(records)
+        expectation = replace(
+            expectation,
+            limit_rpm=expectation.limit_rpm or seen_rpm,
+            limit_tpm=expectation.limit_tpm or seen_tpm,
+            # Requests still running this long after sending stopped are hung.
+            stopped_at=window.start + plan.run_time_s,
+        )
+    summary = summarize(
+        records,
+        endpoint=request.endpoint,
+        scenario=request.scenario.name,
+        users=plan.users,
+        window=window,
+        rate_limit=expectation,
+    )
+    (out_dir / "load-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return LoadResult(summary, summary_notes(records), records, out_dir, returncode)
+
+
+def _stats_row(label: str, stats: dict[str, float] | None) -> str:
+    if stats is None:
+        return f"{label:<8} {'-':>9}"
+    return f"{label:<8}" + "".join(f" {stats[key]:>9,.1f}" for key in ("mean", "p50", "p90", "p95", "p99", "max"))
+
+
+def format_summary(result: LoadResult) -> str:
+    """A short plain-text table of the run."""
+    summary = result.summary
+    lines = [
+        f"scenario {summary['scenario']} on {summary['endpoint']}: {summary['duration_s']:.1f} s, "
+        f"{summary['users']} users",
+        f"requests {summary['requests']:,}: ok {summary['ok']:,}, 429 {summary['rejected_429']:,}, "
+        f"errors {summary['errors']:,}; ok requests/s {summary['requests_per_s']:,.2f}; "
+        f"output tokens/s {summary['output_tokens_per_s']:,.1f}",
+        f"{'':<8}" + "".join(f" {key:>9}" for key in ("mean", "p50", "p90", "p95", "p99", "max")),
+        _stats_row("TTFT ms", summary["ttft_ms"]),
+        _stats_row("ITL ms", summary["itl_ms"]),
+        _stats_row("e2e ms", summary["e2e_ms"]),
+    ]
+    limit = summary["rate_limit"]
+    if limit is not None:
+        rpm = "-" if limit["limit_rpm"] is None else f"{limit['limit_rpm']:,}"
+        tpm = "-" if limit["limit_tpm"] is None else f"{limit['limit_tpm']:,}"
+        lines.append(
+            f"rate limit {rpm} requests/min, {tpm} tokens/min: offered {limit['offered_rpm']:,.1f} requests/min, "
+            f"accepted {limit['accepted_rpm']:,.1f} requests/min and {limit['accepted_tpm']:,.0f} tokens/min: "
+            f"{limit['verdict'].upper()}"
+        )
+        lines += [f"  - {reason}" for reason in limit["reasons"]]
+    lines += [f"note: {note}" for note in result.notes]
+    if result.locust_returncode != 0:
+        lines.append(f"note: Locust exited with {result.locust_returncode}; see {result.out_dir / 'locust.log'}")
+    lines.append(f"files: {result.out_dir}/load-summary.json, records.jsonl, {CSV_PREFIX}_stats.csv, locust.log")
+    return "\n".join(lines)
