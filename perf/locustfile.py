@@ -24,6 +24,7 @@ from geventhttpclient.header import Headers
 from locust import FastHttpUser, events, task
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, ResponseContextManager
 from locust.env import Environment
+from locust.event import EventHook
 from locust.runners import WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
@@ -38,13 +39,17 @@ __all__ = ["LlamaUser"]
 logger = logging.getLogger(__name__)
 
 
+def _listen(hook: EventHook, handler: Callable[..., None]) -> None:
+    hook.add_listener(handler)  # type: ignore[no-untyped-call]  # locust leaves add_listener unannotated
+
+
 def _add_options(parser: Any) -> None:
     # On the parser itself, not a group: only LocustArgumentParser.add_argument takes the web-UI flags.
     for option in OPTIONS:
         parser.add_argument(option.flag, **option.kwargs)
 
 
-events.init_command_line_parser.add_listener(_add_options)
+_listen(events.init_command_line_parser, _add_options)
 
 
 def _settings(environment: Environment) -> LoadSettings:
@@ -85,7 +90,7 @@ def _write_final_csv(environment: Environment, prefix: str) -> None:
             write(csv.writer(file))
 
 
-events.init.add_listener(_check_options)
+_listen(events.init, _check_options)
 
 
 def _start(environment: Environment, **_: Any) -> None:
@@ -93,7 +98,7 @@ def _start(environment: Environment, **_: Any) -> None:
     LlamaUser.configure(settings, settings.workload(), RecordWriter(settings.records_dir / record_file_name()))
 
 
-events.test_start.add_listener(_start)
+_listen(events.test_start, _start)
 
 
 def _flush(environment: Environment, **_: Any) -> None:
@@ -101,7 +106,7 @@ def _flush(environment: Environment, **_: Any) -> None:
         LlamaUser.writer.flush()
 
 
-events.test_stop.add_listener(_flush)
+_listen(events.test_stop, _flush)
 
 
 def _close(environment: Environment, **_: Any) -> None:
@@ -109,7 +114,7 @@ def _close(environment: Environment, **_: Any) -> None:
         LlamaUser.writer.close()
 
 
-events.quitting.add_listener(_close)
+_listen(events.quitting, _close)
 
 
 def _header(headers: Headers | None, name: str) -> str | None:

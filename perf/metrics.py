@@ -199,10 +199,11 @@ def summary_notes(records: Sequence[RequestRecord]) -> list[str]:
 class RateLimitExpectation:
     """What a rate-limit run expects of the endpoint.
 
-    mode "above": offered load exceeds the limits, so the endpoint must hold accepted load to them: over the
-    span in which requests were sent (W seconds), accepted requests at most `rpm * W / 60 + rpm * burst / 60`
-    (the steady rate plus one burst window) and at least `floor * rpm * W / 60` (it must not reject what the
-    limit allows), likewise for tokens when the token limit is the one that binds.
+    mode "above": offered load exceeds the limits, so the endpoint must hold accepted load to them. Over the
+    span in which requests were sent (W seconds) it may accept at most `rpm * W / 60 + rpm * burst / 60 + 1`
+    requests (the steady rate, one burst window, one request of slack for clock edges), and at least
+    `floor * rpm * W / 60` (it must not reject what the limit allows); likewise for tokens when the token
+    limit is the one that binds.
     mode "under": offered load is below the limits, so nothing may be rejected.
     Both modes: every rejection is a 429 with a valid Retry-After, no other error, no hung request.
     """
@@ -235,22 +236,38 @@ def _above_limit_reasons(
     """Accepted load must stay within each known limit and come close to one that offered load exceeded."""
     # Offered tokens are estimated from what the served requests used: rejected requests report no usage.
     offered_tokens = accepted_tokens / served * len(records) if served else 0.0
+    # One request's worth of slack: the server admits on its own clock, a few milliseconds off the sends'.
+    per_request = accepted_tokens / served if served else 0.0
     checks = [
-        ("requests", float(accepted_requests), float(len(records)), expectation.limit_rpm, expectation.burst_seconds),
-        ("tokens", float(accepted_tokens), offered_tokens, expectation.limit_tpm, expectation.token_burst_seconds),
+        (
+            "requests",
+            float(accepted_requests),
+            float(len(records)),
+            expectation.limit_rpm,
+            expectation.burst_seconds,
+            1.0,
+        ),
+        (
+            "tokens",
+            float(accepted_tokens),
+            offered_tokens,
+            expectation.limit_tpm,
+            expectation.token_burst_seconds,
+            per_request,
+        ),
     ]
     reasons: list[str] = []
     floors_met: list[bool] = []
     floor_reasons: list[str] = []
-    for what, accepted, offered, limit, burst_s in checks:
+    for what, accepted, offered, limit, burst_s, slack in checks:
         if limit is None:
             continue
         steady = limit * span_s / 60
-        ceiling = steady + limit * burst_s / 60
+        ceiling = steady + limit * burst_s / 60 + slack
         if accepted > ceiling + 1e-9:
             reasons.append(
                 f"accepted {accepted:,.0f} {what} in {span_s:.1f} s, above the {ceiling:,.1f} the limit allows "
-                f"({limit:,}/min over {span_s:.1f} s plus a {burst_s:g} s burst)"
+                f"({limit:,}/min over {span_s:.1f} s, a {burst_s:g} s burst, one request's slack)"
             )
         if offered > ceiling:
             floors_met.append(accepted >= expectation.floor * steady)

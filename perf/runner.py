@@ -247,16 +247,33 @@ def _auth_headers(api_key: str, auth_header: AuthHeader) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if auth_header == "bearer" else {"api-key": api_key}
 
 
-def probe_limits(endpoint: str, api_key: str, auth_header: AuthHeader = "bearer") -> tuple[int | None, int | None]:
-    """The (RPM, TPM) limits the endpoint announces in x-ratelimit-limit-* on GET /info (one request)."""
-    try:
-        response = httpx.get(f"{endpoint.rstrip('/')}/info", headers=_auth_headers(api_key, auth_header), timeout=10)
-    except httpx.HTTPError:
-        return None, None
-    return (
-        parse_header_int(response.headers.get("x-ratelimit-limit-requests")),
-        parse_header_int(response.headers.get("x-ratelimit-limit-tokens")),
-    )
+def probe_limits(
+    endpoint: str, api_key: str, auth_header: AuthHeader = "bearer", kind: RequestKind | None = None
+) -> tuple[int | None, int | None]:
+    """The (RPM, TPM) limits the endpoint announces in x-ratelimit-limit-*.
+
+    GET /info first; an endpoint that sends the headers only on generation routes costs one 1-token request
+    (of `kind`), which the endpoint counts against its limits like any other.
+    """
+    kind = kind or RequestKind("completion")
+    base = endpoint.rstrip("/")
+    headers = _auth_headers(api_key, auth_header)
+    body: dict[str, Any] = {"max_tokens": 1}
+    body.update({"messages": [{"role": "user", "content": "hi"}]} if kind.api == "chat" else {"prompt": "hi"})
+    probes = [("GET", f"{base}/info", None), ("POST", f"{base}{kind.route}", body)]
+    with httpx.Client(headers=headers, timeout=30) as client:
+        for method, url, payload in probes:
+            try:
+                response = client.request(method, url, json=payload)
+            except httpx.HTTPError:
+                continue
+            limits = (
+                parse_header_int(response.headers.get("x-ratelimit-limit-requests")),
+                parse_header_int(response.headers.get("x-ratelimit-limit-tokens")),
+            )
+            if limits != (None, None):
+                return limits
+    return None, None
 
 
 @dataclass
@@ -305,7 +322,9 @@ def _stop(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
             process.wait()
 
 
-def _run_processes(commands: Sequence[Sequence[str]], environment: dict[str, str], log: IO[bytes], timeout_s: float) -> int:
+def _run_processes(
+    commands: Sequence[Sequence[str]], environment: dict[str, str], log: IO[bytes], timeout_s: float
+) -> int:
     """Run the main Locust process and its workers; the main one's exit code. Every process is ended."""
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -340,7 +359,8 @@ def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | No
     out_dir.mkdir(parents=True, exist_ok=True)
     limits = (request.limit_rpm or profile_limits[0], request.limit_tpm or profile_limits[1])
     if request.scenario.rate_limit is not None and limits == (None, None):
-        limits = probe_limits(request.endpoint, request.api_key, request.auth_header)
+        kind = (request.mix or request.scenario.mix)[0]
+        limits = probe_limits(request.endpoint, request.api_key, request.auth_header, kind)
     plan = plan_run(request, limits)
     records_dir = out_dir / ".records"
     shutil.rmtree(records_dir, ignore_errors=True)

@@ -24,7 +24,8 @@ class StepShape(LoadTestShape):
         step_duration = float(getattr(options, "step_duration", 0) or 0)
         if not steps or step_duration <= 0:
             return None
-        index = int(self.get_run_time() // step_duration)
+        elapsed: float = self.get_run_time()  # type: ignore[no-untyped-call]  # locust leaves it unannotated
+        index = int(elapsed // step_duration)
         if index >= len(steps):
             return None
         # Reach each step within about a second, so the step's whole duration runs at its load.

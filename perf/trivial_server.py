@@ -65,7 +65,11 @@ def _completion(chat: bool, tokens: int, usage: bool) -> bytes:
 
 @functools.cache
 def _events(chat: bool, tokens: int, per_event: int, usage: bool) -> tuple[bytes, ...]:
-    base = {"id": "trivial", "object": "chat.completion.chunk" if chat else "text_completion", "created": 0}
+    base: dict[str, Any] = {
+        "id": "trivial",
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": 0,
+    }
     events = []
     for start in range(0, tokens, per_event):
         count = min(per_event, tokens - start)
@@ -75,7 +79,13 @@ def _events(chat: bool, tokens: int, per_event: int, usage: bool) -> tuple[bytes
         choice.update({"delta": {"content": text}} if chat else {"text": text})
         events.append({**base, "choices": [choice]})
     if usage:
-        events.append({**base, "choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": tokens, "total_tokens": 8 + tokens}})
+        events.append(
+            {
+                **base,
+                "choices": [],
+                "usage": {"prompt_tokens": 8, "completion_tokens": tokens, "total_tokens": 8 + tokens},
+            }
+        )
     return (*(b"data: %s\n\n" % json.dumps(event).encode() for event in events), b"data: [DONE]\n\n")
 
 

@@ -38,11 +38,12 @@ ROUTES: Final[dict[tuple[Api, RouteFamily], str]] = {
 
 # Common English words: one token each for Llama tokenizers (with their leading space) and for the
 # simulated backend, so a prompt of N words is close to N prompt tokens without shipping a tokenizer.
-_WORDS: Final = tuple(
+_WORD_TEXT: Final = (
     "the of and to in is was for on that with as by at from it this be are or an which not have time data "
     "value result system network city river mountain ocean sky blue green red quick brown fox jumps over lazy "
-    "dog one two three four five six seven eight nine ten light water stone house garden table window road".split()
+    "dog one two three four five six seven eight nine ten light water stone house garden table window road"
 )
+_WORDS: Final = tuple(_WORD_TEXT.split())
 
 
 @dataclass(frozen=True)

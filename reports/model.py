@@ -24,6 +24,7 @@ from pydantic import (
     JsonValue,
     ValidationError,
     computed_field,
+    field_validator,
     model_validator,
 )
 
@@ -87,13 +88,22 @@ class _ReportModel(BaseModel):
 
 
 class ModelInfo(_ReportModel):
-    """The model the endpoint says it serves (its /info answer)."""
+    """The model the endpoint says it serves: its /info answer as far as it makes sense.
 
-    model_config = ConfigDict(protected_namespaces=())
+    The answer comes from the endpoint under test, so it is not trusted to follow the contract: other fields are
+    dropped and a missing or non-string value reads as None. Whether /info conforms is a rule's business.
+    """
 
-    model_name: str
-    model_type: str
-    model_provider_name: str
+    model_config = ConfigDict(protected_namespaces=(), extra="ignore")
+
+    model_name: str | None = None
+    model_type: str | None = None
+    model_provider_name: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text_or_none(cls, value: object) -> str | None:
+        return value if isinstance(value, str) else None
 
 
 class Environment(_ReportModel):
@@ -133,7 +143,7 @@ class Evidence(_ReportModel):
     """One test case's exchange that shows why a rule failed."""
 
     test: str
-    request: EvidenceRequest
+    request: EvidenceRequest | None = Field(description="None when no request was recorded.")
     status: int | None
     response_excerpt: str
     message: str
@@ -209,13 +219,14 @@ _DERIVED_CONFORMANCE_FIELDS = frozenset({"totals", "groups"})
 class ConformanceSection(_ReportModel):
     """The conformance suite's results, with outcome counts overall and per rule group."""
 
-    endpoint: str
+    endpoint: str | None = Field(description="None when no test reached an endpoint.")
     strictness: Strictness
-    profile: str
+    profile: str | None = Field(description="None when the suite ran without a profile.")
     model: ModelInfo | None
     started_at: Timestamp
     finished_at: Timestamp
     duration_s: float = Field(ge=0)
+    quick: bool = Field(default=False, description="The suite ran its fast subset only.")
     rules: list[RuleResult]
 
     @model_validator(mode="before")
@@ -225,6 +236,11 @@ class ConformanceSection(_ReportModel):
         if isinstance(data, dict):
             return {key: value for key, value in data.items() if key not in _DERIVED_CONFORMANCE_FIELDS}
         return data
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_object_or_none(cls, value: object) -> object:
+        return value if isinstance(value, dict | ModelInfo) else None
 
     @model_validator(mode="after")
     def _unique_rule_ids(self) -> ConformanceSection:
@@ -365,7 +381,8 @@ def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[
                 gaps.append(f"rule {rule.rule_id} could not be checked (error): {rule.message or rule.title}")
         totals = conformance.totals
         if totals.failed == totals.errors == 0:
-            passes.append(f"all {totals.total} rules passed or were skipped ({totals.skipped} skipped)")
+            subset = " of the quick subset" if conformance.quick else ""
+            passes.append(f"all {totals.total} rules{subset} passed or were skipped ({totals.skipped} skipped)")
     if not loads:
         gaps.append("no load test ran")
     for load in loads:
@@ -380,7 +397,8 @@ def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[
             passes.append(f"rate limit check in scenario {load.scenario!r} passed: {because}")
     known = load_profiles().get(profile)
     if known is not None and known.has_rate_limits and not any(load.rate_limit for load in loads):
-        limits = f"{known.requests_per_minute or 'no'} requests/min, {known.tokens_per_minute or 'no'} tokens/min"
+        rpm, tpm = known.requests_per_minute, known.tokens_per_minute
+        limits = f"{f'{rpm:,}' if rpm else 'no'} requests/min, {f'{tpm:,}' if tpm else 'no'} tokens/min"
         gaps.append(f"profile {profile} sets rate limits ({limits}) but no load scenario checked them")
     if failures:
         return Verdict(profile=profile, status="FAIL", reasons=failures + gaps)
@@ -434,10 +452,10 @@ class Report(_ReportModel):
         """
         section = ConformanceSection.from_results(conformance) if conformance is not None else None
         load_sections = [LoadSection.from_summary(load) for load in loads]
-        if section is not None and section.profile != profile:
+        if section is not None and section.profile is not None and section.profile != profile:
             raise ReportInputError(f"the conformance suite ran for profile {section.profile!r}, not {profile!r}")
         parts: list[ConformanceSection | LoadSection] = [*([section] if section else []), *load_sections]
-        endpoints = [part.endpoint for part in parts]
+        endpoints = [part.endpoint for part in parts if part.endpoint is not None]
         if any(not _same_endpoint(endpoint, endpoints[0]) for endpoint in endpoints):
             raise ReportInputError(f"the parts tested different endpoints: {', '.join(sorted(set(endpoints)))}")
         return cls(

@@ -11,7 +11,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
-from reports.model import Evidence, LoadSection, RateLimitResult, Report, RuleResult, Verdict
+from reports.model import EvidenceRequest, LoadSection, RateLimitResult, Report, RuleResult, Verdict
 
 __all__ = ["render_junit"]
 
@@ -26,9 +26,16 @@ def _xml_safe(text: str) -> str:
     return _NOT_XML.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
-def _body_text(evidence: Evidence) -> str:
-    body = json.dumps(evidence.request.body, ensure_ascii=False, indent=2)
-    return body if len(body) <= _BODY_LIMIT else f"{body[:_BODY_LIMIT]}… ({len(body) - _BODY_LIMIT} more characters)"
+def _request_lines(request: EvidenceRequest | None) -> list[str]:
+    if request is None:
+        return ["  request: not recorded"]
+    lines = [f"  request: {request.method} {request.url}"]
+    if request.body is not None:
+        body = json.dumps(request.body, ensure_ascii=False, indent=2)
+        if len(body) > _BODY_LIMIT:
+            body = f"{body[:_BODY_LIMIT]}... ({len(body) - _BODY_LIMIT} more characters)"
+        lines += [f"    {line}" for line in body.splitlines()]
+    return lines
 
 
 def _failure_text(rule: RuleResult) -> str:
@@ -40,8 +47,7 @@ def _failure_text(rule: RuleResult) -> str:
             "",
             f"evidence {number}: {evidence.test}",
             f"  {evidence.message}",
-            f"  request: {evidence.request.method} {evidence.request.url}",
-            *(f"    {line}" for line in _body_text(evidence).splitlines()),
+            *_request_lines(evidence.request),
             f"  response status: {evidence.status if evidence.status is not None else 'none (no response)'}",
             f"  response excerpt: {evidence.response_excerpt}",
         ]
@@ -64,7 +70,8 @@ def _suite(root: ET.Element, report: Report, name: str, started_at: datetime | N
         "endpoint": report.endpoint or "",
         "profile": report.profile,
         "strictness": report.strictness or "",
-        "model": report.model.model_name if report.model else "",
+        "model": (report.model.model_name if report.model else None) or "",
+        "quick": str(bool(report.conformance and report.conformance.quick)).lower(),
         "llamacert_version": report.environment.llamacert_version,
     }
     for key, value in context.items():

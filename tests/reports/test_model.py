@@ -76,7 +76,7 @@ def test_missing_load_is_incomplete_and_names_the_unchecked_rate_limit(build: Re
     assert report.verdict.status == "INCOMPLETE"
     assert report.verdict.reasons == [
         "no load test ran",
-        "profile serverless-llama31 sets rate limits (1000 requests/min, 400000 tokens/min) "
+        "profile serverless-llama31 sets rate limits (1,000 requests/min, 400,000 tokens/min) "
         "but no load scenario checked them",
     ]
 
