@@ -33,6 +33,7 @@ __all__ = [
     "RuleLedger",
     "Suite",
     "Verifier",
+    "active_suite",
     "pytest_addoption",
     "pytest_configure",
     "pytest_generate_tests",
@@ -295,10 +296,17 @@ class Suite:
 
 
 SUITE_KEY = pytest.StashKey[Suite]()
+_ACTIVE: list[Suite] = []
+
+
+def active_suite() -> Suite:
+    """The running session's suite, for modules that size their test generation at import time."""
+    return _ACTIVE[-1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SUITE_KEY] = Suite(config)
+    _ACTIVE.append(config.stash[SUITE_KEY])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

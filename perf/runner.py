@@ -49,6 +49,7 @@ __all__ = [
     "plan_run",
     "probe_limits",
     "run_load",
+    "subprocess_environment",
 ]
 
 PERF_DIR: Final = Path(__file__).resolve().parent
@@ -303,7 +304,8 @@ def _free_port() -> int:
         return port
 
 
-def _environment(api_key: str) -> dict[str, str]:
+def subprocess_environment(api_key: str) -> dict[str, str]:
+    """This process's environment for a Locust (or helper) subprocess: perf importable, the key in its variable."""
     environment = dict(os.environ)
     # The locustfile imports perf.*; the project root must be importable whether or not llamacert is installed.
     root = str(PERF_DIR.parent)
@@ -375,7 +377,7 @@ def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | No
     started = time.time()
     timeout = math.inf if request.web else plan.run_time_s + request.request_timeout_s + _STARTUP_MARGIN_S
     with (out_dir / "locust.log").open("wb") as log:
-        returncode = _run_processes(commands, _environment(request.api_key), log, timeout)
+        returncode = _run_processes(commands, subprocess_environment(request.api_key), log, timeout)
     records = merge_record_files(records_dir, out_dir / "records.jsonl")
     shutil.rmtree(records_dir, ignore_errors=True)
 

@@ -203,6 +203,9 @@ class _Routes:
             prompt_param = "prompt"
             texts = [prompt]
         prompt_tokens = len(await state.backend.tokenize(prompt))
+        if prompt_tokens == 0:
+            raise ApiError(400, "invalid_request", "the prompt has no tokens: there is nothing to continue",
+                           param=prompt_param)
         context = state.backend.info.context_length
         if prompt_tokens + params.max_tokens > context:
             param = prompt_param if prompt_tokens >= context else "max_tokens"

@@ -112,6 +112,13 @@ class ChatMessage(RequestModel):
     content: str | Annotated[list[ContentPart], Field(min_length=1)]
 
 
+def _integral(value: Any) -> Any:
+    """19.0 -> 19 (an integer in JSON Schema's sense); anything else unchanged."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class GenerationParameters(RequestModel):
     """The request fields shared by both route families, in docs order."""
 
@@ -133,13 +140,21 @@ class GenerationParameters(RequestModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _floats_accept_integers(cls, data: Any) -> Any:
-        # strict mode would refuse `"temperature": 1`; JSON has one number type.
-        if isinstance(data, dict):
-            for name in ("top_p", "temperature", "presence_penalty"):
-                value = data.get(name)
-                if isinstance(value, int) and not isinstance(value, bool):
-                    data = {**data, name: float(value)}
+    def _json_numbers(cls, data: Any) -> Any:
+        # JSON has one number type: JSON Schema's "integer" includes 19.0, and "number" includes 1.
+        # Strict mode refuses both, so they are normalised here; strings and booleans stay refused.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in ("top_p", "temperature", "presence_penalty"):
+            value = data.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                data[name] = float(value)
+        for name in ("max_tokens", "n", "best_of", "logprobs", "seed"):
+            if name in data:
+                data[name] = _integral(data[name])
+        if isinstance(data.get("stop_token_ids"), list):
+            data["stop_token_ids"] = [_integral(value) for value in data["stop_token_ids"]]
         return data
 
     @model_validator(mode="after")
@@ -178,7 +193,7 @@ class GenerationParameters(RequestModel):
 class CompletionRequest(GenerationParameters):
     """Body of POST /v1/completions and POST /completions."""
 
-    prompt: str
+    prompt: str = Field(min_length=1)
 
 
 class ChatCompletionRequest(GenerationParameters):

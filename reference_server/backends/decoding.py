@@ -180,7 +180,8 @@ class SequenceDecoder:
         adjusted = logits.astype(np.float64)
         if options.presence_penalty and generated:
             adjusted[np.unique(np.asarray(generated))] -= options.presence_penalty
-        if options.temperature == 0:
+        # below this, dividing by the temperature overflows: it is greedy decoding in all but name
+        if options.temperature < 1e-4:
             return int(np.argmax(adjusted))
         adjusted = adjusted / options.temperature
         adjusted -= adjusted.max()
@@ -198,7 +199,8 @@ class SequenceDecoder:
     def sample_choice(self, prompt: list[int], seed: int | None) -> Iterator[_Step]:
         """Yields the streamable tokens after each generated token; the last step has the finish reason."""
         options = self.options
-        rng = np.random.default_rng(seed)
+        # any integer is a valid seed on the wire; numpy wants a non-negative one
+        rng = np.random.default_rng(None if seed is None else seed % 2**64)
         assembler = ChoiceAssembler(stop=options.stop)
         sequence = list(prompt)
         generated: list[int] = []

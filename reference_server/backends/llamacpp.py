@@ -150,8 +150,13 @@ def create_llamacpp_backend(
     renderer = _chat_renderer(first)
     add_bos = first.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
 
+    bos = int(first.token_bos())
+
     def tokenize(text: str) -> list[int]:
         tokens: list[int] = first.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        # llama.cpp drops some control characters entirely; a non-empty prompt still gets a start
+        if not tokens and text:
+            tokens = [bos]
         return tokens
 
     def render_chat(messages: list[ChatTurn]) -> str:

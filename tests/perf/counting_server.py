@@ -1,0 +1,74 @@
+"""The reference server (simulated backend) wrapped in an ASGI middleware that counts answers by status.
+
+`python -m tests.perf.counting_server --port P --api-key K [--rpm N] [--tpm N] [--first-token-s S]`;
+GET /_seen returns {"requests": n, "429": n, "200": n, ...}, so a test can compare what the load generator
+recorded with what the server saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from typing import Any
+
+import uvicorn
+
+from reference_server.server import build_app
+from reference_server.settings import ServerSettings
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+class CountingApp:
+    """Counts each generation request's response status; answers /_seen itself."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.counts: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/_seen":
+            body = json.dumps(self.counts).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        counted = scope["path"].endswith("completions")
+
+        async def counting_send(message: Message) -> None:
+            if counted and message["type"] == "http.response.start":
+                self.counts["requests"] += 1
+                self.counts[str(message["status"])] += 1
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--rpm", type=int)
+    parser.add_argument("--tpm", type=int)
+    parser.add_argument("--first-token-s", type=float, default=0.0)
+    parser.add_argument("--token-s", type=float, default=0.0)
+    args = parser.parse_args()
+    settings = ServerSettings(
+        backend="simulated",
+        port=args.port,
+        api_key=args.api_key,
+        profile="managed-compute",
+        requests_per_minute=args.rpm,
+        tokens_per_minute=args.tpm,
+        simulated_first_token_s=args.first_token_s,
+        simulated_token_s=args.token_s,
+    )
+    uvicorn.run(CountingApp(build_app(settings)), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
