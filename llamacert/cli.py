@@ -55,7 +55,7 @@ def _compare(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _certify(args: argparse.Namespace, rest: list[str]) -> int:
-    from reports.certify import certify_main
+    from llamacert.certify import certify_main
 
     return certify_main(rest)
 

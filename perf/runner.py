@@ -31,7 +31,7 @@ from perf.metrics import (
     summarize,
     summary_notes,
 )
-from perf.records import RequestRecord, merge_record_files
+from perf.records import RECORD_FILE_PATTERN, RequestRecord, merge_record_files
 from perf.responses import parse_header_int
 from perf.scenarios import Scenario
 from perf.settings import API_KEY_ENV, Arrival, AuthHeader, LoadSettings
@@ -286,6 +286,8 @@ class LoadResult:
     records: list[RequestRecord]
     out_dir: Path
     locust_returncode: int
+    record_files: int
+    """How many Locust processes wrote records (one per worker)."""
 
     @property
     def summary_path(self) -> Path:
@@ -378,6 +380,7 @@ def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | No
     timeout = math.inf if request.web else plan.run_time_s + request.request_timeout_s + _STARTUP_MARGIN_S
     with (out_dir / "locust.log").open("wb") as log:
         returncode = _run_processes(commands, subprocess_environment(request.api_key), log, timeout)
+    record_files = len(list(records_dir.glob(RECORD_FILE_PATTERN)))
     records = merge_record_files(records_dir, out_dir / "records.jsonl")
     shutil.rmtree(records_dir, ignore_errors=True)
 
@@ -401,7 +404,7 @@ def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | No
         rate_limit=expectation,
     )
     (out_dir / "load-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return LoadResult(summary, summary_notes(records), records, out_dir, returncode)
+    return LoadResult(summary, summary_notes(records), records, out_dir, returncode, record_files)
 
 
 def _stats_row(label: str, stats: dict[str, float] | None) -> str:
@@ -437,5 +440,8 @@ def format_summary(result: LoadResult) -> str:
     lines += [f"note: {note}" for note in result.notes]
     if result.locust_returncode != 0:
         lines.append(f"note: Locust exited with {result.locust_returncode}; see {result.out_dir / 'locust.log'}")
-    lines.append(f"files: {result.out_dir}/load-summary.json, records.jsonl, {CSV_PREFIX}_stats.csv, locust.log")
+    lines.append(
+        f"files: {result.out_dir}/load-summary.json, records.jsonl (from {result.record_files} Locust processes), "
+        f"{CSV_PREFIX}_stats.csv, locust.log"
+    )
     return "\n".join(lines)

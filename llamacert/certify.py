@@ -1,0 +1,149 @@
+"""`llamacert certify`: conformance suite + short load test (+ rate-limit compliance) -> report directory.
+
+With no endpoint it certifies the embedded reference server (llama.cpp + SmolLM2). Its rate-limit
+compliance is measured on the same server code and profile over the simulated backend, because a
+135M model on two cores cannot be offered 1,000+ requests per minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from conformance.plugin import EmbeddedServer
+from spec.profiles import get_profile
+
+__all__ = ["certify_main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llamacert certify", description=__doc__)
+    parser.add_argument("--endpoint", help="base URL; default: start the embedded reference server")
+    parser.add_argument("--api-key", default=os.environ.get("LLAMACERT_API_KEY"))
+    parser.add_argument("--profile", default="serverless-llama31", help="deployment profile (spec/profiles.yaml)")
+    parser.add_argument("--strictness", choices=["docs", "compat"], default="docs")
+    parser.add_argument("--routes", choices=["llama", "azure", "both"], default="both")
+    parser.add_argument("--model-kind", choices=["chat", "completion", "both", "auto"], default="auto")
+    parser.add_argument("--out", type=Path, help="report directory (default llamacert-reports/<time>)")
+    parser.add_argument("--quick", action="store_true", help="the quick conformance subset")
+    parser.add_argument("--load-duration", default="20s", help="duration of the throughput load test")
+    parser.add_argument("--no-load", action="store_true", help="skip the load tests")
+    parser.add_argument(
+        "--rate-limit-test",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="offer load above the profile's limits (auto: only for the embedded reference server)",
+    )
+    return parser
+
+
+def _step(title: str) -> None:
+    print(f"\n=== llamacert certify: {title} ===", flush=True)
+
+
+def _run_conformance(args: argparse.Namespace, endpoint: str, api_key: str | None, out: Path) -> dict[str, Any]:
+    results = out / "conformance-results.json"
+    command = [sys.executable, "-m", "pytest", str(ROOT / "conformance"), "--endpoint", endpoint,
+               "--profile", args.profile, "--strictness", args.strictness, "--routes", args.routes,
+               "--model-kind", args.model_kind, "--results-json", str(results),
+               "--junitxml", str(out / "conformance-junit.xml"), "-p", "no:cacheprovider", "-o", "addopts="]
+    if api_key:
+        command += ["--api-key", api_key]
+    if args.quick:
+        command.append("--quick")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    # pytest prints each rule group's file with its progress as it goes
+    subprocess.run(command, cwd=ROOT, env=env, check=False)
+    if not results.is_file():
+        raise RuntimeError("the conformance suite did not write its results")
+    document: dict[str, Any] = json.loads(results.read_text(encoding="utf-8"))
+    return document
+
+
+def _run_load(arguments: list[str], out: Path) -> dict[str, Any] | None:
+    from perf.cli import main as load_main
+
+    status = load_main([*arguments, "--out", str(out)])
+    summary = out / "load-summary.json"
+    if not summary.is_file():
+        print(f"llamacert certify: the load test wrote no summary (exit {status})", file=sys.stderr)
+        return None
+    document: dict[str, Any] = json.loads(summary.read_text(encoding="utf-8"))
+    return document
+
+
+def certify_main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        profile = get_profile(args.profile)
+    except ValueError as exc:
+        print(f"llamacert certify: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out: Path = args.out or Path("llamacert-reports") / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    servers: list[EmbeddedServer] = []
+    try:
+        endpoint, api_key = args.endpoint, args.api_key
+        embedded = endpoint is None
+        if embedded:
+            _step(f"starting the embedded reference server (llama.cpp + SmolLM2, profile {profile.name})")
+            server = EmbeddedServer(["--context-length", "2048"], profile.name)
+            servers.append(server)
+            server.wait_ready()
+            endpoint, api_key = server.url, server.api_key
+        _step(f"conformance suite against {endpoint} ({args.strictness}, {args.routes} routes)")
+        conformance = _run_conformance(args, endpoint, api_key, out)
+        loads: list[dict[str, Any]] = []
+        if not args.no_load:
+            _step(f"throughput load test, {args.load_duration}")
+            throughput = _run_load(["--endpoint", endpoint, "--api-key", api_key or "", "--scenario", "smoke",
+                                    "--duration", args.load_duration], out / "load-throughput")
+            if throughput:
+                loads.append(throughput)
+            wants_rate_test = args.rate_limit_test == "on" or (args.rate_limit_test == "auto" and embedded)
+            if profile.has_rate_limits and wants_rate_test:
+                target, target_key = endpoint, api_key
+                if embedded:
+                    _step("rate-limit compliance: the reference server's limiter on the simulated backend")
+                    simulated = EmbeddedServer(["--backend", "simulated", "--simulated-token-s", "0.005"], profile.name)
+                    servers.append(simulated)
+                    simulated.wait_ready()
+                    target, target_key = simulated.url, simulated.api_key
+                else:
+                    _step("rate-limit compliance: offering load above the profile's limits")
+                rate = _run_load(["--endpoint", target, "--api-key", target_key or "", "--scenario", "rate-limit",
+                                  "--profile", profile.name, "--duration", "40s"], out / "load-rate-limit")
+                if rate:
+                    if embedded:
+                        rate["endpoint"] = endpoint
+                        rate["scenario"] = "rate-limit (same server and profile, simulated backend)"
+                    loads.append(rate)
+        _step("writing the report")
+        from reports.model import Report
+        from reports.writer import write_report_dir
+
+        report = Report.from_parts(conformance, loads, profile.name)
+        paths = write_report_dir(report, out)
+    finally:
+        for server in servers:
+            server.stop()
+    verdict = report.verdict
+    print(f"\nverdict for {profile.name}: {verdict.status}")
+    for reason in verdict.reasons[:10]:
+        print(f"  - {reason}")
+    print(f"report: {paths['html'].resolve()}")
+    print(f"        {paths['json'].resolve()}")
+    print(f"        {paths['junit'].resolve()}")
+    print(f"took {time.monotonic() - started:.0f} s")
+    return 0 if verdict.status == "PASS" else 1

@@ -1,0 +1,171 @@
+"""Locust runs end to end through `llamacert load`: our records agree with Locust's statistics and the server's.
+
+Against perf/trivial_server.py (known answers: chunked events, no usage, 429s) and against the reference server
+with the simulated backend, rate-limited; one run with a Locust master and two local workers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from perf.cli import main
+from perf.harness_capacity import measure
+from perf.records import RequestRecord, read_records
+from tests.perf.conftest import API_KEY, ReferenceFactory, TrivialFactory, locust_counts
+
+pytestmark = pytest.mark.slow
+
+
+def _load(out: Path, endpoint: str, *arguments: str) -> tuple[int, dict[str, Any], list[RequestRecord]]:
+    status = main(["--endpoint", endpoint, "--api-key", API_KEY, "--out", str(out), "--request-timeout", "20", *arguments])
+    summary = json.loads((out / "load-summary.json").read_text())
+    return status, summary, read_records(out / "records.jsonl")
+
+
+def _scenario(tmp_path: Path, **fields: Any) -> str:
+    path = tmp_path / f"{fields['name']}.yaml"
+    path.write_text(yaml.safe_dump(fields))
+    return str(path)
+
+
+def _metric_counts(out: Path) -> dict[str, int]:
+    lines = (out / "locust_stats.csv").read_text().splitlines()[1:]
+    return {line.split(",")[1]: int(line.split(",")[2]) for line in lines if line.startswith("METRIC,")}
+
+
+def test_every_request_kind_against_a_known_endpoint(tmp_path: Path, start_trivial: TrivialFactory) -> None:
+    endpoint = start_trivial("--reject-every", "5", "--tokens-per-event", "4", "--limit-rpm", "600")
+    status, summary, records = _load(
+        tmp_path, endpoint, "--scenario", "smoke", "--duration", "4s", "--no-honour-retry-after", "--users", "4"
+    )
+    assert status == 0
+    requests, rejected = locust_counts(tmp_path)
+    assert len(records) == summary["requests"] == requests > 50
+    assert sum(record.rejected for record in records) == summary["rejected_429"] == rejected > 0
+    assert {(record.route, record.stream) for record in records} == {
+        ("/v1/chat/completions", True), ("/chat/completions", False), ("/completions", True), ("/v1/completions", False)
+    }  # fmt: skip
+    streamed = [record for record in records if record.ok and record.stream]
+    # 16 tokens in events of 4: the token count is usage's, not the number of events
+    assert all(len(record.token_event_times) == 4 and record.completion_tokens == 16 for record in streamed)
+    assert _metric_counts(tmp_path) == {"ITL": len(streamed), "TTFT": len(streamed)}
+    assert all(record.limit_requests == 600 for record in records)
+    assert all(record.retry_after == 1.0 and record.retry_after_ms == 1000 for record in records if record.rejected)
+    assert summary["errors"] == 0 and summary["ttft_ms"] is not None and summary["itl_ms"] is not None
+
+
+def test_a_server_without_usage_gets_no_token_counts(
+    tmp_path: Path, start_trivial: TrivialFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = start_trivial("--no-usage")
+    status, summary, records = _load(tmp_path, endpoint, "--scenario", "smoke", "--duration", "3s")
+    assert status == 0 and records
+    assert all(record.completion_tokens is None for record in records)
+    assert summary["output_tokens_per_s"] == 0 and summary["itl_ms"] is None and summary["ttft_ms"] is not None
+    assert "came without usage" in capsys.readouterr().out
+
+
+def test_honouring_retry_after(tmp_path: Path, start_trivial: TrivialFactory) -> None:
+    endpoint = start_trivial("--reject-every", "2")
+    scenario = _scenario(tmp_path, name="polite", users=1, duration="4s", requests=[{"api": "completion"}])
+    status, _, records = _load(tmp_path, endpoint, "--scenario", scenario, "--honour-retry-after")
+    assert status == 0
+    after_429 = [later.t_send - earlier.t_end for earlier, later in zip(records, records[1:], strict=False) if earlier.rejected]
+    # Every 429 says one second; without honouring it, one user would send hundreds of requests.
+    assert after_429 and min(after_429) >= 1.0 and len(records) < 12
+
+
+def test_poisson_arrivals_reach_the_offered_rate(tmp_path: Path, start_trivial: TrivialFactory) -> None:
+    endpoint = start_trivial()
+    status, summary, records = _load(
+        tmp_path, endpoint, "--scenario", "poisson", "--rate", "40", "--users", "20", "--duration", "5s"
+    )
+    assert status == 0
+    sends = [record.t_send for record in records]
+    rate = (len(sends) - 1) / (max(sends) - min(sends))
+    assert 30 < rate < 50, rate
+    gaps = sorted(later - earlier for earlier, later in zip(sends, sends[1:], strict=False))
+    # Exponential gaps: their median is ln 2 of their mean (a constant rate's would equal it).
+    assert 0.45 < gaps[len(gaps) // 2] * rate < 0.95
+    assert summary["users"] == 20
+
+
+def test_a_stepped_sweep(tmp_path: Path, start_trivial: TrivialFactory) -> None:
+    endpoint = start_trivial("--token-delay", "0.01")
+    scenario = _scenario(
+        tmp_path,
+        name="mini-sweep",
+        shape="steps",
+        steps=[{"users": 1}, {"users": 3}],
+        step_duration="3s",
+        requests=[{"api": "chat", "stream": True}],
+        output_tokens=10,
+    )
+    status, summary, records = _load(tmp_path, endpoint, "--scenario", scenario)
+    assert status == 0 and summary["users"] == 3
+    start = min(record.t_send for record in records)
+    per_step = Counter(int((record.t_send - start) // 3) for record in records)
+    # about 10 requests/s per user (10 events of 10 ms each): the second step has three users
+    assert per_step[1] > 2 * per_step[0] > 20, per_step
+
+
+def test_rate_limit_against_the_reference_server(tmp_path: Path, start_reference: ReferenceFactory) -> None:
+    server = start_reference("--rpm", "120")
+    status, summary, records = _load(
+        tmp_path,
+        server.url,
+        "--scenario", "rate-limit", "--duration", "10s", "--rate", "8", "--users", "16", "--rpm", "120",
+    )  # fmt: skip
+    rejected_records = [record for record in records if record.rejected]
+    requests, rejected = locust_counts(tmp_path)
+    seen = server.seen()
+    assert len(records) == requests == seen["requests"] == summary["requests"]
+    assert len(rejected_records) == rejected == seen["429"] == summary["rejected_429"] > 0
+    assert all(
+        record.retry_after is not None and record.retry_after >= 1 and record.retry_after_ms is not None
+        for record in rejected_records
+    )
+    assert all(record.limit_requests == 120 for record in records)
+    limit = summary["rate_limit"]
+    assert limit["verdict"] == "pass", limit["reasons"]
+    assert status == 0
+    # The bucket holds 20 requests and refills 2 a second: about 20 + 2 x 10 accepted of about 80 offered.
+    assert 30 <= summary["ok"] <= 42
+
+
+def test_under_the_limit_nothing_is_rejected(tmp_path: Path, start_reference: ReferenceFactory) -> None:
+    server = start_reference("--rpm", "600")
+    status, summary, records = _load(
+        tmp_path, server.url, "--scenario", "rate-limit-under", "--duration", "5s", "--users", "8", "--rpm", "600"
+    )
+    assert status == 0 and summary["rate_limit"]["verdict"] == "pass"
+    assert summary["rejected_429"] == 0 and len(records) == server.seen()["requests"] > 10
+
+
+def test_master_and_two_workers(
+    tmp_path: Path, start_reference: ReferenceFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = start_reference()
+    status, summary, records = _load(
+        tmp_path, server.url, "--scenario", "smoke", "--duration", "6s", "--users", "4", "--workers", "2"
+    )
+    assert status == 0
+    requests, _ = locust_counts(tmp_path)
+    assert len(records) == requests == server.seen()["requests"] == summary["requests"] > 20
+    assert summary["errors"] == 0
+    log = (tmp_path / "locust.log").read_text()
+    assert "Traceback" not in log
+    # Both workers wrote records, merged (and removed) after the run.
+    assert "records.jsonl (from 2 Locust processes)" in capsys.readouterr().out
+    assert not (tmp_path / ".records").exists()
+
+
+def test_harness_capacity_is_measured(start_trivial: TrivialFactory) -> None:
+    report = measure(start_trivial(), seconds=3, users=8, stream=False)
+    assert report["errors"] == 0 and report["requests_per_s"] > 200, report
