@@ -58,7 +58,7 @@ _CHECKS: list[tuple[Rule, CheckFunction]] = []
 
 def rule(rule_id: str, title: str, source: str) -> Rule:
     """Register a rule (for relation checks that span several exchanges)."""
-    registered = Rule(rule_id, rule_id.split(".")[0], title, source)
+    registered = Rule(rule_id, rule_id.split(".", maxsplit=1)[0], title, source)
     RULES[rule_id] = registered
     return registered
 
@@ -165,8 +165,11 @@ def _envelope_schema(exchange: Exchange, context: CheckContext) -> None:
         raise CheckFailure(f"the body is not a valid {name}: " + "; ".join(errors))
 
 
-@check("envelope.object", "object is text_completion (completions) / chat.completion (chat)",
-       "response table · object — seeds 000:172, 001:175, 002:180, 003:177")
+@check(
+    "envelope.object",
+    "object is text_completion (completions) / chat.completion (chat)",
+    "response table · object — seeds 000:172, 001:175, 002:180, 003:177",
+)
 def _envelope_object(exchange: Exchange, context: CheckContext) -> None:
     body = _success_body(exchange)
     expected = "chat.completion" if context.chat else "text_completion"
@@ -174,8 +177,11 @@ def _envelope_object(exchange: Exchange, context: CheckContext) -> None:
         raise CheckFailure(f"object is {body.get('object')!r}, expected {expected!r}")
 
 
-@check("envelope.created", "created is a Unix time in seconds (not milliseconds, not in the far past)",
-       "response table · created — seeds 000:170, 001:173, 002:174, 003:171")
+@check(
+    "envelope.created",
+    "created is a Unix time in seconds (not milliseconds, not in the far past)",
+    "response table · created — seeds 000:170, 001:173, 002:174, 003:171",
+)
 def _envelope_created(exchange: Exchange, context: CheckContext) -> None:
     if exchange.is_stream:
         created_values = [chunk.get("created") for chunk in _stream(exchange)]
@@ -189,8 +195,11 @@ def _envelope_created(exchange: Exchange, context: CheckContext) -> None:
             raise CheckFailure(f"created is {created}, not a Unix time in seconds near now ({int(now)})")
 
 
-@check("envelope.choices", "one choice per n (or per returned best_of), with distinct indices",
-       "request table · n — seeds 000:141, 001:144, 002:121, 003:118; choices table · index")
+@check(
+    "envelope.choices",
+    "one choice per n (or per returned best_of), with distinct indices",
+    "request table · n — seeds 000:141, 001:144, 002:121, 003:118; choices table · index",
+)
 def _envelope_choices(exchange: Exchange, context: CheckContext) -> None:
     body = _success_body(exchange)
     choices = body.get("choices") or []
@@ -202,8 +211,11 @@ def _envelope_choices(exchange: Exchange, context: CheckContext) -> None:
         raise CheckFailure(f"n={n} was requested but {len(choices)} choices came back")
 
 
-@check("envelope.chat_role", "chat choices carry message.role assistant",
-       "chat response example · role — seeds 000:344, 001:347, 002:436, 003:433")
+@check(
+    "envelope.chat_role",
+    "chat choices carry message.role assistant",
+    "chat response example · role — seeds 000:344, 001:347, 002:436, 003:433",
+)
 def _envelope_chat_role(exchange: Exchange, context: CheckContext) -> None:
     if not context.chat:
         raise NotApplicable
@@ -241,8 +253,11 @@ def _usage_integers(exchange: Exchange, context: CheckContext) -> None:
             raise CheckFailure(f"usage.{key} is {value!r}, not a non-negative integer")
 
 
-@check("usage.total_is_sum", "usage.total_tokens equals prompt_tokens + completion_tokens",
-       "usage table · total_tokens — seeds 000:197, 001:200, 002:217, 003:214")
+@check(
+    "usage.total_is_sum",
+    "usage.total_tokens equals prompt_tokens + completion_tokens",
+    "usage table · total_tokens — seeds 000:197, 001:200, 002:217, 003:214",
+)
 def _usage_total(exchange: Exchange, context: CheckContext) -> None:
     usage = _usage(exchange)
     prompt, completion, total = (usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
@@ -253,8 +268,11 @@ def _usage_total(exchange: Exchange, context: CheckContext) -> None:
         raise CheckFailure(f"total_tokens {total} != prompt_tokens {prompt} + completion_tokens {completion}")
 
 
-@check("usage.within_max_tokens", "completion_tokens is at most max_tokens for each returned choice",
-       "request table · max_tokens — seeds 000:138, 001:141, 002:109, 003:106; D18")
+@check(
+    "usage.within_max_tokens",
+    "completion_tokens is at most max_tokens for each returned choice",
+    "request table · max_tokens — seeds 000:138, 001:141, 002:109, 003:106; D18",
+)
 def _usage_within_max(exchange: Exchange, context: CheckContext) -> None:
     usage = _usage(exchange)
     params = exchange.request.params
@@ -267,8 +285,11 @@ def _usage_within_max(exchange: Exchange, context: CheckContext) -> None:
         raise CheckFailure(f"completion_tokens {completion} exceeds max_tokens {max_tokens} x n {n}")
 
 
-@check("usage.matches_logprobs", "completion_tokens equals the number of tokens in the returned logprobs",
-       "usage table · completion_tokens + logprobs table · tokens; D18")
+@check(
+    "usage.matches_logprobs",
+    "completion_tokens equals the number of tokens in the returned logprobs",
+    "usage table · completion_tokens + logprobs table · tokens; D18",
+)
 def _usage_matches_logprobs(exchange: Exchange, context: CheckContext) -> None:
     if exchange.request.params.get("logprobs") is None:
         raise NotApplicable
@@ -324,8 +345,11 @@ def _finish_length(exchange: Exchange, context: CheckContext) -> None:
 # --- stop -----------------------------------------------------------------------------------
 
 
-@check("stop.excluded", "the returned text never contains a stop sequence",
-       "request table · stop — seeds 000:143, 001:146, 002:125, 003:122")
+@check(
+    "stop.excluded",
+    "the returned text never contains a stop sequence",
+    "request table · stop — seeds 000:143, 001:146, 002:125, 003:122",
+)
 def _stop_excluded(exchange: Exchange, context: CheckContext) -> None:
     stops = _stop_sequences(exchange.request.params)
     if not stops:
@@ -375,12 +399,17 @@ def _documented_form(logprobs: dict[str, Any], context: CheckContext) -> dict[st
     raise CheckFailure(f"logprobs has no 'tokens' list: keys {sorted(logprobs)}")
 
 
-@check("logprobs.lengths", "tokens, token_logprobs, top_logprobs and text_offsets have one entry per token",
-       SOURCE_LOGPROBS)
+@check(
+    "logprobs.lengths",
+    "tokens, token_logprobs, top_logprobs and text_offsets have one entry per token",
+    SOURCE_LOGPROBS,
+)
 def _logprobs_lengths(exchange: Exchange, context: CheckContext) -> None:
     for index, _, raw in _logprobs_objects(exchange, context):
         logprobs = _documented_form(raw, context)
-        offsets_key = "text_offsets" if "text_offsets" in logprobs or context.strictness is Strictness.DOCS else "text_offset"
+        offsets_key = (
+            "text_offsets" if "text_offsets" in logprobs or context.strictness is Strictness.DOCS else "text_offset"
+        )
         lengths = {key: len(logprobs.get(key) or []) for key in ("tokens", "token_logprobs", "top_logprobs")}
         if "content" not in raw:
             lengths[offsets_key] = len(logprobs.get(offsets_key) or [])
@@ -388,8 +417,11 @@ def _logprobs_lengths(exchange: Exchange, context: CheckContext) -> None:
             raise CheckFailure(f"choice {index}: logprobs lists differ in length: {lengths}")
 
 
-@check("logprobs.tokens_concatenate", "the logprobs tokens concatenate to the choice's text",
-       "logprobs table · tokens — seeds 000:204, 001:207, 002:230, 003:227; D19")
+@check(
+    "logprobs.tokens_concatenate",
+    "the logprobs tokens concatenate to the choice's text",
+    "logprobs table · tokens — seeds 000:204, 001:207, 002:230, 003:227; D19",
+)
 def _logprobs_concatenate(exchange: Exchange, context: CheckContext) -> None:
     for index, text, raw in _logprobs_objects(exchange, context):
         tokens = _documented_form(raw, context).get("tokens") or []
@@ -398,8 +430,11 @@ def _logprobs_concatenate(exchange: Exchange, context: CheckContext) -> None:
             raise CheckFailure(f"choice {index}: tokens join to {joined[:120]!r} but the text is {text[:120]!r}")
 
 
-@check("logprobs.text_offsets", "text_offsets[i] is the offset of tokens[i] in the completion text",
-       "logprobs table · text_offsets — seeds 000:202, 001:205, 002:224, 003:221; D19")
+@check(
+    "logprobs.text_offsets",
+    "text_offsets[i] is the offset of tokens[i] in the completion text",
+    "logprobs table · text_offsets — seeds 000:202, 001:205, 002:224, 003:221; D19",
+)
 def _logprobs_offsets(exchange: Exchange, context: CheckContext) -> None:
     for index, _, raw in _logprobs_objects(exchange, context):
         logprobs = _documented_form(raw, context)
@@ -421,8 +456,11 @@ def _logprobs_offsets(exchange: Exchange, context: CheckContext) -> None:
             position += len(token) if isinstance(token, str) else 0
 
 
-@check("logprobs.top_size", "top_logprobs holds at most logprobs+1 entries per token",
-       "request table · logprobs — seeds 000:146, 001:149, 002:133, 003:130")
+@check(
+    "logprobs.top_size",
+    "top_logprobs holds at most logprobs+1 entries per token",
+    "request table · logprobs — seeds 000:146, 001:149, 002:133, 003:130",
+)
 def _logprobs_top_size(exchange: Exchange, context: CheckContext) -> None:
     k = exchange.request.params.get("logprobs")
     for index, _, raw in _logprobs_objects(exchange, context):
@@ -431,8 +469,11 @@ def _logprobs_top_size(exchange: Exchange, context: CheckContext) -> None:
                 raise CheckFailure(f"choice {index}: top_logprobs[{i}] has {len(top)} entries, more than {k}+1")
 
 
-@check("logprobs.values", "log probabilities are finite and at most 0, and the chosen token agrees with its top entry",
-       "logprobs table · token_logprobs / top_logprobs — seeds 000:203-205; D8")
+@check(
+    "logprobs.values",
+    "log probabilities are finite and at most 0, and the chosen token agrees with its top entry",
+    "logprobs table · token_logprobs / top_logprobs — seeds 000:203-205; D8",
+)
 def _logprobs_values(exchange: Exchange, context: CheckContext) -> None:
     for index, _, raw in _logprobs_objects(exchange, context):
         logprobs = _documented_form(raw, context)
@@ -508,8 +549,11 @@ def _stream_same_id(exchange: Exchange, context: CheckContext) -> None:
         raise CheckFailure(f"chunks carry {len(ids)} different ids: {sorted(map(str, ids))[:4]}")
 
 
-@check("stream.finish_reason", "finish_reason is null in every chunk of a choice except its last, which has one",
-       SOURCE_STREAM)
+@check(
+    "stream.finish_reason",
+    "finish_reason is null in every chunk of a choice except its last, which has one",
+    SOURCE_STREAM,
+)
 def _stream_finish_reason(exchange: Exchange, context: CheckContext) -> None:
     per_choice: dict[int, list[Any]] = {}
     for chunk in _stream(exchange):
@@ -527,8 +571,11 @@ def _stream_finish_reason(exchange: Exchange, context: CheckContext) -> None:
             raise CheckFailure(f"choice {index}: its last chunk has finish_reason {reasons[-1]!r}")
 
 
-@check("stream.chat_role_first", "the first delta of each chat choice carries role assistant",
-       "streaming tip (message replaced by delta) — seeds 000:306, 001:309, 002:377, 003:374; D7")
+@check(
+    "stream.chat_role_first",
+    "the first delta of each chat choice carries role assistant",
+    "streaming tip (message replaced by delta) — seeds 000:306, 001:309, 002:377, 003:374; D7",
+)
 def _stream_role_first(exchange: Exchange, context: CheckContext) -> None:
     if not context.chat:
         raise NotApplicable
@@ -543,8 +590,11 @@ def _stream_role_first(exchange: Exchange, context: CheckContext) -> None:
                     raise CheckFailure(f"choice {index}: first delta has role {role!r}, expected 'assistant'")
 
 
-@check("stream.usage_chunk", "a usage chunk, when sent, is the last chunk and has empty choices (D10)",
-       "D10 (stream_options.include_usage)")
+@check(
+    "stream.usage_chunk",
+    "a usage chunk, when sent, is the last chunk and has empty choices (D10)",
+    "D10 (stream_options.include_usage)",
+)
 def _stream_usage_chunk(exchange: Exchange, context: CheckContext) -> None:
     chunks = _stream(exchange)
     with_usage = [i for i, c in enumerate(chunks) if isinstance(c.get("usage"), dict)]
@@ -559,8 +609,11 @@ def _stream_usage_chunk(exchange: Exchange, context: CheckContext) -> None:
 # --- errors ---------------------------------------------------------------------------------
 
 
-@check("errors.envelope", "every error answer is the JSON error envelope",
-       "D14; components/responses (400, 401, 404, 413, 422, 429, 500, 503)")
+@check(
+    "errors.envelope",
+    "every error answer is the JSON error envelope",
+    "D14; components/responses (400, 401, 404, 413, 422, 429, 500, 503)",
+)
 def _errors_envelope(exchange: Exchange, context: CheckContext) -> None:
     if exchange.status is None or exchange.status < 400:
         raise NotApplicable
@@ -583,8 +636,11 @@ def _errors_retry_after(exchange: Exchange, context: CheckContext) -> None:
         raise CheckFailure(f"Retry-After is {value!r}, not an integer number of seconds")
 
 
-@check("errors.no_server_error", "nothing a client sends gets a 5xx (server error)",
-       "components/responses/InternalError: never the answer to anything a client can send")
+@check(
+    "errors.no_server_error",
+    "nothing a client sends gets a 5xx (server error)",
+    "components/responses/InternalError: never the answer to anything a client can send",
+)
 def _errors_no_5xx(exchange: Exchange, context: CheckContext) -> None:
     if exchange.status is None:
         raise CheckFailure(f"no response: {exchange.transport_error}")
@@ -594,40 +650,84 @@ def _errors_no_5xx(exchange: Exchange, context: CheckContext) -> None:
 
 # --- rules checked over several exchanges (by the tests in conformance/) ---------------------
 
-rule("relations.deterministic", "temperature 0 is deterministic: the same request gives the same text",
-     "request table · temperature (0 means greedy) — seeds 000:140, 001:143, 002:117, 003:114")
-rule("relations.stream_equals_full", "at temperature 0 the streamed text equals the non-streamed text",
-     SOURCE_STREAM)
-rule("relations.stop_cuts_text", "with a stop sequence, the text is the greedy text cut before the stop",
-     "request table · stop — seeds 000:143, 001:146, 002:125, 003:122")
-rule("relations.prompt_tokens_stable", "prompt_tokens is the same for the same prompt",
-     "usage table · prompt_tokens — seeds 000:195, 001:198, 002:211, 003:208")
-rule("defaults.max_tokens", "max_tokens defaults to 16",
-     "request table · max_tokens default 16 — seeds 000:138, 001:141, 002:109, 003:106")
-rule("finish_reason.length_forced", "with ignore_eos the completion runs to max_tokens and finish_reason is length",
-     "request table · ignore_eos — seeds 000:148, 001:151, 002:141, 003:138; " + SOURCE_FINISH)
+rule(
+    "relations.deterministic",
+    "temperature 0 is deterministic: the same request gives the same text",
+    "request table · temperature (0 means greedy) — seeds 000:140, 001:143, 002:117, 003:114",
+)
+rule("relations.stream_equals_full", "at temperature 0 the streamed text equals the non-streamed text", SOURCE_STREAM)
+rule(
+    "relations.stop_cuts_text",
+    "with a stop sequence, the text is the greedy text cut before the stop",
+    "request table · stop — seeds 000:143, 001:146, 002:125, 003:122",
+)
+rule(
+    "relations.prompt_tokens_stable",
+    "prompt_tokens is the same for the same prompt",
+    "usage table · prompt_tokens — seeds 000:195, 001:198, 002:211, 003:208",
+)
+rule(
+    "defaults.max_tokens",
+    "max_tokens defaults to 16",
+    "request table · max_tokens default 16 — seeds 000:138, 001:141, 002:109, 003:106",
+)
+rule(
+    "finish_reason.length_forced",
+    "with ignore_eos the completion runs to max_tokens and finish_reason is length",
+    "request table · ignore_eos — seeds 000:148, 001:151, 002:141, 003:138; " + SOURCE_FINISH,
+)
 rule("finish_reason.stop_sequence", "a stop sequence ends the choice with finish_reason stop", SOURCE_FINISH)
-rule("stop_token_ids.stop", "stop_token_ids end generation at that token, which stays in the output unless special",
-     "request table · stop_token_ids — seeds 000:150, 001:153, 002:149, 003:146")
-rule("best_of.no_stream", "best_of > n cannot be streamed: 400",
-     "request table · best_of (cannot be streamed) — seeds 000:144, 001:147, 002:129, 003:126")
-rule("best_of.returns_n", "best_of returns n choices with distinct indices",
-     "request table · best_of — seeds 000:144, 001:147, 002:129, 003:126; D3, D4")
-rule("beam_search.rules", "use_beam_search needs best_of > 1 and temperature 0 (D2); it returns n choices",
-     "request table · use_beam_search — seeds 000:149, 001:152, 002:145, 003:142; D2")
-rule("errors.auth", "a missing or wrong key gets 401 with the error envelope",
-     "digest 'Deployment kinds' auth; seeds 000:128, 001:131, 002:96, 003:93")
+rule(
+    "stop_token_ids.stop",
+    "stop_token_ids end generation at that token, which stays in the output unless special",
+    "request table · stop_token_ids — seeds 000:150, 001:153, 002:149, 003:146",
+)
+rule(
+    "best_of.no_stream",
+    "best_of > n cannot be streamed: 400",
+    "request table · best_of (cannot be streamed) — seeds 000:144, 001:147, 002:129, 003:126",
+)
+rule(
+    "best_of.returns_n",
+    "best_of returns n choices with distinct indices",
+    "request table · best_of — seeds 000:144, 001:147, 002:129, 003:126; D3, D4",
+)
+rule(
+    "beam_search.rules",
+    "use_beam_search needs best_of > 1 and temperature 0 (D2); it returns n choices",
+    "request table · use_beam_search — seeds 000:149, 001:152, 002:145, 003:142; D2",
+)
+rule(
+    "errors.auth",
+    "a missing or wrong key gets 401 with the error envelope",
+    "digest 'Deployment kinds' auth; seeds 000:128, 001:131, 002:96, 003:93",
+)
 rule("errors.unknown_route", "an unknown route gets 404", "D14")
 rule("errors.malformed_json", "a body that is not valid JSON (e.g. the docs' trailing comma) gets 400", "D9, D14")
 rule("errors.invalid_parameter", "an invalid type or out-of-range value gets 400 naming the parameter", "D14")
-rule("errors.context_overflow", "prompt tokens + max_tokens over the context gets 400", "request table · max_tokens; D22")
+rule(
+    "errors.context_overflow", "prompt tokens + max_tokens over the context gets 400", "request table · max_tokens; D22"
+)
 rule("errors.negative_cases", "schema-invalid requests generated from the spec get 4xx, never 5xx", "D14")
-rule("discovery.info", "GET /info returns model_name, model_type and model_provider_name", "Azure AI Model Inference /info")
-rule("discovery.openapi", "the OpenAPI document can be obtained from the endpoint itself",
-     "seeds 000:118, 001:121, 002:88, 003:85")
+rule(
+    "discovery.info",
+    "GET /info returns model_name, model_type and model_provider_name",
+    "Azure AI Model Inference /info",
+)
+rule(
+    "discovery.openapi",
+    "the OpenAPI document can be obtained from the endpoint itself",
+    "seeds 000:118, 001:121, 002:88, 003:85",
+)
 rule("positive.schema_cases", "valid requests generated from the spec get 2xx and valid responses", "whole spec")
 rule("properties.invariants", "generated prompts and parameter combinations keep every invariant", "whole spec")
-rule("rate_limit.headers", "a rate-limited deployment reports x-ratelimit-* headers and 429 + Retry-After",
-     "digest 'Deployment kinds' rate limits; D1")
-rule("content_safety.prompt", "a harmful prompt is refused with 400 content_filter (serverless profiles)",
-     "digest 'Deployment kinds' content safety; finish_reason content_filter")
+rule(
+    "rate_limit.headers",
+    "a rate-limited deployment reports x-ratelimit-* headers and 429 + Retry-After",
+    "digest 'Deployment kinds' rate limits; D1",
+)
+rule(
+    "content_safety.prompt",
+    "a harmful prompt is refused with 400 content_filter (serverless profiles)",
+    "digest 'Deployment kinds' content safety; finish_reason content_filter",
+)

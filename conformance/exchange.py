@@ -69,9 +69,7 @@ class Exchange:
 
     def chunks(self) -> list[dict[str, Any]]:
         """The JSON chunk events of a stream (not [DONE], not in-band errors)."""
-        return [
-            e.json for e in self.events or [] if isinstance(e.json, dict) and "error" not in e.json
-        ]
+        return [e.json for e in self.events or [] if isinstance(e.json, dict) and "error" not in e.json]
 
     def excerpt(self, limit: int = 600) -> str:
         text = self.body_text if self.events is None else "".join(f"data: {e.data}\n\n" for e in self.events)
@@ -90,8 +88,8 @@ def parse_sse(text: str) -> tuple[list[tuple[str, str]], list[str]]:
     """(field, value) data lines of an SSE body, and lines that are not SSE at all."""
     fields: list[tuple[str, str]] = []
     stray: list[str] = []
-    for line in text.split("\n"):
-        line = line.rstrip("\r")
+    for raw_line in text.split("\n"):
+        line = raw_line.rstrip("\r")
         if not line or line.startswith(":"):
             continue
         name, sep, value = line.partition(":")
@@ -162,12 +160,30 @@ class EndpointClient:
                     events.extend(self._events(buffer, time.monotonic()))
                 status, response_headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
         except httpx.HTTPError as exc:
-            return Exchange(recorded, None, {}, "".join(chunks), events, started, first_byte, time.monotonic(),
-                            transport_error=f"{type(exc).__name__}: {exc}")
+            return Exchange(
+                recorded,
+                None,
+                {},
+                "".join(chunks),
+                events,
+                started,
+                first_byte,
+                time.monotonic(),
+                transport_error=f"{type(exc).__name__}: {exc}",
+            )
         body_text = "".join(chunks)
         _, stray = parse_sse(body_text) if events is not None else ([], [])
-        return Exchange(recorded, status, response_headers, body_text, events, started, first_byte,
-                        time.monotonic(), stray_lines=stray)
+        return Exchange(
+            recorded,
+            status,
+            response_headers,
+            body_text,
+            events,
+            started,
+            first_byte,
+            time.monotonic(),
+            stray_lines=stray,
+        )
 
     @staticmethod
     def _events(block: str, at: float) -> list[SseEvent]:

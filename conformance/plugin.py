@@ -58,14 +58,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--api-key", help="the endpoint's key (env LLAMACERT_API_KEY)")
     group.addoption("--auth-header", choices=["bearer", "api-key"], help="how to send the key (default bearer)")
     group.addoption("--routes", choices=["llama", "azure", "both"], help="route families to test (default both)")
-    group.addoption("--model-kind", choices=["chat", "completion", "both", "auto"],
-                    help="which API to test (default auto: from /info; both when /info is unavailable)")
+    group.addoption(
+        "--model-kind",
+        choices=["chat", "completion", "both", "auto"],
+        help="which API to test (default auto: from /info; both when /info is unavailable)",
+    )
     group.addoption("--strictness", choices=["docs", "compat"], help="judge by the docs as written or compat")
     group.addoption("--profile", help="deployment profile (spec/profiles.yaml) for rate-limit / safety rules")
     group.addoption("--quick", action="store_true", default=None, help="a fast subset (about a minute)")
     group.addoption("--results-json", help="write per-rule results (pass/fail/skip with evidence) to this file")
-    group.addoption("--server-arg", action="append", default=[], help="extra `llamacert serve` flag for the "
-                    "embedded server (repeatable)")
+    group.addoption(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra `llamacert serve` flag for the embedded server (repeatable)",
+    )
 
 
 @dataclass(frozen=True)
@@ -110,33 +117,34 @@ class RuleLedger:
             return
         entry.failed += 1
         if len(entry.evidence) < 5:
-            entry.evidence.append({
-                "test": test,
-                "request": exchange.describe_request() if exchange else None,
-                "status": exchange.status if exchange else None,
-                "response_excerpt": exchange.excerpt() if exchange else "",
-                "message": message,
-            })
+            entry.evidence.append(
+                {
+                    "test": test,
+                    "request": exchange.describe_request() if exchange else None,
+                    "status": exchange.status if exchange else None,
+                    "response_excerpt": exchange.excerpt() if exchange else "",
+                    "message": message,
+                }
+            )
 
     def results(self) -> list[dict[str, Any]]:
         out = []
         for rule_id, rule in sorted(RULES.items()):
             entry = self.records.get(rule_id)
-            if entry is None:
-                outcome = "skip"
-            else:
-                outcome = "fail" if entry.failed else "pass"
+            outcome = "skip" if entry is None else "fail" if entry.failed else "pass"
             first = entry.evidence[0]["message"] if entry and entry.evidence else None
-            out.append({
-                "rule_id": rule_id,
-                "group": rule.group,
-                "title": rule.title,
-                "source": rule.source,
-                "outcome": outcome,
-                "message": first,
-                "tests": (entry.passed + entry.failed) if entry else 0,
-                "evidence": entry.evidence if entry else [],
-            })
+            out.append(
+                {
+                    "rule_id": rule_id,
+                    "group": rule.group,
+                    "title": rule.title,
+                    "source": rule.source,
+                    "outcome": outcome,
+                    "message": first,
+                    "tests": (entry.passed + entry.failed) if entry else 0,
+                    "evidence": entry.evidence if entry else [],
+                }
+            )
         return out
 
 
@@ -157,8 +165,10 @@ class Verifier:
         for rule, message in run_checks(exchange, self.context(api)):
             self.suite.ledger.record(rule.rule_id, self.test, exchange, message)
             if message is not None:
-                self.failures.append(f"[{rule.rule_id}] {message}\n    ({rule.title}; docs: {rule.source})"
-                                     f"\n    request: {json.dumps(exchange.describe_request())[:300]}")
+                self.failures.append(
+                    f"[{rule.rule_id}] {message}\n    ({rule.title}; docs: {rule.source})"
+                    f"\n    request: {json.dumps(exchange.describe_request())[:300]}"
+                )
         return exchange
 
     def rule(self, rule_id: str, ok: bool, message: str, exchange: Exchange | None = None) -> None:
@@ -167,8 +177,10 @@ class Verifier:
         self.suite.ledger.record(rule_id, self.test, exchange, None if ok else message)
         if not ok:
             request = json.dumps(exchange.describe_request())[:300] if exchange else "-"
-            self.failures.append(f"[{rule_id}] {message}\n    ({rule.title}; docs: {rule.source})"
-                                 f"\n    request: {request}\n    response: {exchange.excerpt(300) if exchange else '-'}")
+            self.failures.append(
+                f"[{rule_id}] {message}\n    ({rule.title}; docs: {rule.source})"
+                f"\n    request: {request}\n    response: {exchange.excerpt(300) if exchange else '-'}"
+            )
 
     def status(self, rule_id: str, exchange: Exchange, expected: set[int], what: str) -> None:
         ok = exchange.status in expected
@@ -189,8 +201,19 @@ class EmbeddedServer:
             self.port = probe.getsockname()[1]
         self.api_key = secrets.token_urlsafe(16)
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "llamacert.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--api-key", self.api_key, *extra_args]
+        command = [
+            sys.executable,
+            "-m",
+            "llamacert.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--api-key",
+            self.api_key,
+            *extra_args,
+        ]
         if profile:
             command += ["--profile", profile]
         root = Path(__file__).resolve().parent.parent
@@ -201,7 +224,9 @@ class EmbeddedServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the embedded server exited: {self.process.stderr.read() if self.process.stderr else ''}")
+                raise RuntimeError(
+                    f"the embedded server exited: {self.process.stderr.read() if self.process.stderr else ''}"
+                )
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return

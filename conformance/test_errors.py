@@ -22,8 +22,12 @@ def test_missing_and_wrong_key(api: Api, client: EndpointClient, suite: Suite, v
     missing = verify.checks(client.post(api.path, api.body(max_tokens=1), with_auth=False), api)
     verify.status("errors.auth", missing, {401}, "no key")
     wrong = verify.checks(
-        client.post(api.path, api.body(max_tokens=1), with_auth=False,
-                    headers={"Authorization": "Bearer not-the-key-" + "x" * 16}),
+        client.post(
+            api.path,
+            api.body(max_tokens=1),
+            with_auth=False,
+            headers={"Authorization": "Bearer not-the-key-" + "x" * 16},
+        ),
         api,
     )
     verify.status("errors.auth", wrong, {401}, "a wrong key")
@@ -37,9 +41,11 @@ def test_unknown_route(client: EndpointClient, verify: Verifier) -> None:
 
 
 def test_docs_example_with_trailing_comma_is_malformed_json(api: Api, client: EndpointClient, verify: Verifier) -> None:
-    raw = (b'{\n    "prompt": "What\'s the distance to the moon?",\n    "temperature": 0.8,\n    "max_tokens": 4,\n}'
-           if not api.chat else
-           b'{"messages": [{"role": "user", "content": "I love programming."}], "max_tokens": 4,}')
+    raw = (
+        b'{\n    "prompt": "What\'s the distance to the moon?",\n    "temperature": 0.8,\n    "max_tokens": 4,\n}'
+        if not api.chat
+        else b'{"messages": [{"role": "user", "content": "I love programming."}], "max_tokens": 4,}'
+    )
     exchange = verify.checks(client.post(api.path, None, raw_body=raw), api)
     verify.status("errors.malformed_json", exchange, {400}, "the docs' example body with its trailing comma (D9)")
     verify.assert_ok()
@@ -70,8 +76,9 @@ def test_invalid_parameter(
     verify.assert_ok()
 
 
-def test_missing_prompt_or_messages_and_bad_role(api: Api, client: EndpointClient, suite: Suite,
-                                                 verify: Verifier) -> None:
+def test_missing_prompt_or_messages_and_bad_role(
+    api: Api, client: EndpointClient, suite: Suite, verify: Verifier
+) -> None:
     missing = verify.checks(client.post(api.path, {"max_tokens": 2}), api)
     verify.status("errors.invalid_parameter", missing, _invalid_statuses(suite), "no prompt/messages")
     if api.chat:

@@ -23,8 +23,12 @@ def test_rate_limit_headers(api: Api, client: EndpointClient, suite: Suite, veri
         pytest.skip("the profile has no platform rate limits")
     exchange = verify.checks(client.post(api.path, api.body(max_tokens=2, temperature=0)), api)
     missing = [h for h in RATE_LIMIT_HEADERS if h not in exchange.headers]
-    verify.rule("rate_limit.headers", exchange.status == 200 and not missing,
-                f"status {exchange.status}; missing rate-limit headers: {missing}", exchange)
+    verify.rule(
+        "rate_limit.headers",
+        exchange.status == 200 and not missing,
+        f"status {exchange.status}; missing rate-limit headers: {missing}",
+        exchange,
+    )
     verify.assert_ok()
 
 
@@ -33,6 +37,10 @@ def test_harmful_prompt_is_filtered(api: Api, client: EndpointClient, suite: Sui
         pytest.skip("content safety is not required by the profile")
     exchange = verify.checks(client.post(api.path, api.body(HARMFUL_PROMPT, max_tokens=4)), api)
     code = ((exchange.json or {}).get("error") or {}).get("code") if exchange.status == 400 else None
-    verify.rule("content_safety.prompt", exchange.status == 400 and code == "content_filter",
-                f"a harmful prompt got status {exchange.status} (error code {code!r})", exchange)
+    verify.rule(
+        "content_safety.prompt",
+        exchange.status == 400 and code == "content_filter",
+        f"a harmful prompt got status {exchange.status} (error code {code!r})",
+        exchange,
+    )
     verify.assert_ok()

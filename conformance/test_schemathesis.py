@@ -36,32 +36,34 @@ def _document_without_streams() -> dict[str, Any]:
 
 
 def _schema(mode: str, quick: bool) -> Any:
-    config = schemathesis.Config.from_dict({
-        "seed": 20261122,
-        "output": {"sanitization": {"sensitive-markers": ["authorization", "api-key", "secret", "password"]}},
-        "generation": {
-            "mode": mode,
-            "max-examples": 3 if quick else 8,
-            "database": "none",
-            "no-shrink": True,
-            "unique-inputs": True,
-            "with-security-parameters": False,
-        },
-        "phases": {
-            "examples": {"enabled": False},
-            "coverage": {"enabled": mode == "negative" and not quick, "unexpected-methods": []},
-            "stateful": {"enabled": False},
-        },
-        "checks": {
-            "enabled": False,
-            "not_a_server_error": {"enabled": True},
-            "status_code_conformance": {"enabled": True},
-            "content_type_conformance": {"enabled": True},
-            "response_schema_conformance": {"enabled": True},
-            "positive_data_acceptance": {"enabled": True, "expected-statuses": ["2xx"]},
-            "negative_data_rejection": {"enabled": True, "expected-statuses": ["4xx"]},
-        },
-    })
+    config = schemathesis.Config.from_dict(
+        {
+            "seed": 20261122,
+            "output": {"sanitization": {"sensitive-markers": ["authorization", "api-key", "secret", "password"]}},
+            "generation": {
+                "mode": mode,
+                "max-examples": 3 if quick else 8,
+                "database": "none",
+                "no-shrink": True,
+                "unique-inputs": True,
+                "with-security-parameters": False,
+            },
+            "phases": {
+                "examples": {"enabled": False},
+                "coverage": {"enabled": mode == "negative" and not quick, "unexpected-methods": []},
+                "stateful": {"enabled": False},
+            },
+            "checks": {
+                "enabled": False,
+                "not_a_server_error": {"enabled": True},
+                "status_code_conformance": {"enabled": True},
+                "content_type_conformance": {"enabled": True},
+                "response_schema_conformance": {"enabled": True},
+                "positive_data_acceptance": {"enabled": True, "expected-statuses": ["2xx"]},
+                "negative_data_rejection": {"enabled": True, "expected-statuses": ["4xx"]},
+            },
+        }
+    )
     return schemathesis.openapi.from_dict(_document_without_streams(), config=config).include(method="POST")
 
 
@@ -108,10 +110,10 @@ def _cheapen_negative(case: Any) -> None:
         return
     new = dict(body)
     max_tokens = new.get("max_tokens")
-    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and 1 <= max_tokens:
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens >= 1:
         new["max_tokens"] = min(max_tokens, 4)
     n = new.get("n")
-    if isinstance(n, int) and not isinstance(n, bool) and 1 <= n:
+    if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
         new["n"] = min(n, 2)
     if new != body:
         case.body = new

@@ -39,11 +39,19 @@ def test_stop_cuts_the_greedy_text(api: Api, client: EndpointClient, verify: Ver
     if cut.status == 200:
         expected = text[: text.index(stop)]
         got = _text(cut.json, api)
-        verify.rule("relations.stop_cuts_text", got == expected,
-                    f"stop {stop!r}: expected the greedy text cut before it, {expected!r}, got {got!r}", cut)
+        verify.rule(
+            "relations.stop_cuts_text",
+            got == expected,
+            f"stop {stop!r}: expected the greedy text cut before it, {expected!r}, got {got!r}",
+            cut,
+        )
         finish = cut.json["choices"][0].get("finish_reason")
-        verify.rule("finish_reason.stop_sequence", finish == "stop",
-                    f"a stop sequence ended the text but finish_reason is {finish!r}", cut)
+        verify.rule(
+            "finish_reason.stop_sequence",
+            finish == "stop",
+            f"a stop sequence ended the text but finish_reason is {finish!r}",
+            cut,
+        )
     else:
         verify.status("relations.stop_cuts_text", cut, {200}, "a request with a stop sequence")
     verify.assert_ok()
@@ -52,8 +60,9 @@ def test_stop_cuts_the_greedy_text(api: Api, client: EndpointClient, verify: Ver
 def test_stop_token_ids_are_accepted(api: Api, client: EndpointClient, verify: Verifier) -> None:
     # Token ids are model-specific and not exposed by the API; id 0..2 are special on Llama-family
     # vocabularies, so generation either stops at one (finish stop) or runs on: both are valid.
-    exchange = verify.checks(client.post(api.path, api.body(max_tokens=6, temperature=0, stop_token_ids=[0, 1, 2])),
-                             api)
+    exchange = verify.checks(
+        client.post(api.path, api.body(max_tokens=6, temperature=0, stop_token_ids=[0, 1, 2])), api
+    )
     verify.status("stop_token_ids.stop", exchange, {200}, "a request with stop_token_ids")
     verify.assert_ok()
 

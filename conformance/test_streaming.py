@@ -44,6 +44,10 @@ def test_stream_equals_non_stream(api: Api, client: EndpointClient, verify: Veri
         choice = full.json["choices"][0]
         expected = choice["message"]["content"] if api.chat else choice["text"]
         got = _streamed_text(streamed, api)
-        verify.rule("relations.stream_equals_full", got == expected,
-                    f"streamed text {got!r} differs from the non-streamed {expected!r}", streamed)
+        verify.rule(
+            "relations.stream_equals_full",
+            got == expected,
+            f"streamed text {got!r} differs from the non-streamed {expected!r}",
+            streamed,
+        )
     verify.assert_ok()

@@ -52,10 +52,30 @@ def _step(title: str) -> None:
 
 def _run_conformance(args: argparse.Namespace, endpoint: str, api_key: str | None, out: Path) -> dict[str, Any]:
     results = out / "conformance-results.json"
-    command = [sys.executable, "-m", "pytest", str(ROOT / "conformance"), "--endpoint", endpoint,
-               "--profile", args.profile, "--strictness", args.strictness, "--routes", args.routes,
-               "--model-kind", args.model_kind, "--results-json", str(results),
-               "--junitxml", str(out / "conformance-junit.xml"), "-p", "no:cacheprovider", "-o", "addopts="]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ROOT / "conformance"),
+        "--endpoint",
+        endpoint,
+        "--profile",
+        args.profile,
+        "--strictness",
+        args.strictness,
+        "--routes",
+        args.routes,
+        "--model-kind",
+        args.model_kind,
+        "--results-json",
+        str(results),
+        "--junitxml",
+        str(out / "conformance-junit.xml"),
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
+    ]
     if api_key:
         command += ["--api-key", api_key]
     if args.quick:
@@ -107,8 +127,19 @@ def certify_main(argv: list[str]) -> int:
         loads: list[dict[str, Any]] = []
         if not args.no_load:
             _step(f"throughput load test, {args.load_duration}")
-            throughput = _run_load(["--endpoint", endpoint, "--api-key", api_key or "", "--scenario", "smoke",
-                                    "--duration", args.load_duration], out / "load-throughput")
+            throughput = _run_load(
+                [
+                    "--endpoint",
+                    endpoint,
+                    "--api-key",
+                    api_key or "",
+                    "--scenario",
+                    "smoke",
+                    "--duration",
+                    args.load_duration,
+                ],
+                out / "load-throughput",
+            )
             if throughput:
                 loads.append(throughput)
             wants_rate_test = args.rate_limit_test == "on" or (args.rate_limit_test == "auto" and embedded)
@@ -122,8 +153,21 @@ def certify_main(argv: list[str]) -> int:
                     target, target_key = simulated.url, simulated.api_key
                 else:
                     _step("rate-limit compliance: offering load above the profile's limits")
-                rate = _run_load(["--endpoint", target, "--api-key", target_key or "", "--scenario", "rate-limit",
-                                  "--profile", profile.name, "--duration", "40s"], out / "load-rate-limit")
+                rate = _run_load(
+                    [
+                        "--endpoint",
+                        target,
+                        "--api-key",
+                        target_key or "",
+                        "--scenario",
+                        "rate-limit",
+                        "--profile",
+                        profile.name,
+                        "--duration",
+                        "40s",
+                    ],
+                    out / "load-rate-limit",
+                )
                 if rate:
                     if embedded:
                         rate["endpoint"] = endpoint

@@ -19,9 +19,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     from reference_server.settings import ServerSettings
 
     fields = {
-        name: value
-        for name, value in vars(args).items()
-        if name in ServerSettings.model_fields and value is not None
+        name: value for name, value in vars(args).items() if name in ServerSettings.model_fields and value is not None
     }
     try:
         settings = ServerSettings(**fields)

@@ -204,8 +204,9 @@ class _Routes:
             texts = [prompt]
         prompt_tokens = len(await state.backend.tokenize(prompt))
         if prompt_tokens == 0:
-            raise ApiError(400, "invalid_request", "the prompt has no tokens: there is nothing to continue",
-                           param=prompt_param)
+            raise ApiError(
+                400, "invalid_request", "the prompt has no tokens: there is nothing to continue", param=prompt_param
+            )
         context = state.backend.info.context_length
         if prompt_tokens + params.max_tokens > context:
             param = prompt_param if prompt_tokens >= context else "max_tokens"
@@ -227,8 +228,13 @@ class _Routes:
             if isinstance(admission, Rejection):
                 rejection_headers = rate_limit_headers(state.rate_limiter.snapshot(), admission)
                 if admission.reason == "too_large":
-                    raise ApiError(400, "rate_limit_request_too_large", admission.message, param="max_tokens",
-                                   headers=rejection_headers)
+                    raise ApiError(
+                        400,
+                        "rate_limit_request_too_large",
+                        admission.message,
+                        param="max_tokens",
+                        headers=rejection_headers,
+                    )
                 raise ApiError(429, "rate_limit_exceeded", admission.message, headers=rejection_headers)
             ticket = admission
             limit_headers = rate_limit_headers(state.rate_limiter.snapshot())
@@ -344,9 +350,7 @@ class _Routes:
                 id=prepared.request_id,
                 created=created,
                 model=model_name,
-                choices=[
-                    CompletionChunkChoice(index=index, text=text, finish_reason=finish_reason, logprobs=logprobs)
-                ],
+                choices=[CompletionChunkChoice(index=index, text=text, finish_reason=finish_reason, logprobs=logprobs)],
             )
         return f"data: {chunk.model_dump_json()}\n\n"
 
@@ -380,10 +384,9 @@ class _Routes:
                 yield self._chunk(prepared, model_name, created, delta.index, text, finish_reason, logprobs, first)
                 if finish_reason is not None:
                     finished.add(delta.index)
-                    if finish_reason.startswith("content_filter"):
-                        # the backend keeps generating this choice; stop it when it is the last one
-                        if len(finished) == prepared.options.n:
-                            break
+                    # a filtered choice's backend generation runs on; stop once every choice is done
+                    if finish_reason.startswith("content_filter") and len(finished) == prepared.options.n:
+                        break
             if prepared.params.include_usage_in_stream:
                 usage = Usage(
                     prompt_tokens=prepared.prompt_tokens,

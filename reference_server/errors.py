@@ -52,7 +52,11 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         envelope = ErrorResponse(
             error=ErrorBody(
-                code=self.code, message=self.message, param=self.param, type=_TYPES.get(self.status), details=self.details
+                code=self.code,
+                message=self.message,
+                param=self.param,
+                type=_TYPES.get(self.status),
+                details=self.details,
             )
         )
         return envelope.model_dump(mode="json")

@@ -31,8 +31,7 @@ class ModerationOutcome:
 
 def _categories(verdict: Verdict) -> dict[str, Any]:
     return {
-        name: {"severity": result.severity, "filtered": result.filtered}
-        for name, result in verdict.categories.items()
+        name: {"severity": result.severity, "filtered": result.filtered} for name, result in verdict.categories.items()
     }
 
 

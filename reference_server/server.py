@@ -57,11 +57,15 @@ def build_app(settings: ServerSettings, backend: Backend | None = None, api_key:
     profile = get_profile(settings.profile)
     limited = bool(profile.has_rate_limits or settings.requests_per_minute or settings.tokens_per_minute)
     limiter = (
-        RateLimiter.from_profile(profile, rpm_override=settings.requests_per_minute, tpm_override=settings.tokens_per_minute)
+        RateLimiter.from_profile(
+            profile, rpm_override=settings.requests_per_minute, tpm_override=settings.tokens_per_minute
+        )
         if limited
         else None
     )
-    use_safety = settings.content_safety if settings.content_safety is not None else profile.content_safety == "required"
+    use_safety = (
+        settings.content_safety if settings.content_safety is not None else profile.content_safety == "required"
+    )
     safety = None
     if use_safety:
         content_filter = load_content_filter(settings.content_safety_config)

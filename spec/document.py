@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +21,16 @@ __all__ = [
     "DOCUMENT_PATH",
     "DOCUMENT_URI",
     "Strictness",
+    "component_schema",
     "load_document",
     "schema_validator",
-    "component_schema",
 ]
 
 DOCUMENT_PATH = Path(__file__).with_name("openapi.yaml")
 DOCUMENT_URI = "urn:llamacert:openapi"
 
 
-class Strictness(str, Enum):
+class Strictness(StrEnum):
     """How a server is judged where the documents are ambiguous (spec/DECISIONS.md)."""
 
     DOCS = "docs"

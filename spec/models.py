@@ -46,6 +46,7 @@ __all__ = [
     "Usage",
 ]
 
+
 class InvalidParameter(ValueError):
     """A cross-field rule broken by a request; carries the parameter to name in the 400."""
 

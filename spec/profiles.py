@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PROFILES_PATH", "Profile", "load_profiles", "get_profile"]
+__all__ = ["PROFILES_PATH", "Profile", "get_profile", "load_profiles"]
 
 PROFILES_PATH = Path(__file__).with_name("profiles.yaml")
 

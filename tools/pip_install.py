@@ -40,8 +40,17 @@ def ensure_portable_wheel(version: str) -> None:
         "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
     }
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-w", str(WHEELHOUSE),
-         f"llama-cpp-python=={version}"],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-cache-dir",
+            "-w",
+            str(WHEELHOUSE),
+            f"llama-cpp-python=={version}",
+        ],
         check=True,
         env=env,
     )

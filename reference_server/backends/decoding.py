@@ -134,9 +134,7 @@ class ChoiceAssembler:
         if tail and self.tokens:
             self.tokens[-1].text += tail
             self.text += tail
-        out = [
-            GeneratedToken(t.token_id, t.text, t.logprob, t.top_logprobs) for t in self.tokens[self.emitted :]
-        ]
+        out = [GeneratedToken(t.token_id, t.text, t.logprob, t.top_logprobs) for t in self.tokens[self.emitted :]]
         self.emitted = len(self.tokens)
         return out
 
@@ -216,8 +214,9 @@ class SequenceDecoder:
             if self.model.is_end_of_generation(token_id) and not options.ignore_eos:
                 finish = "stop"
                 break
-            stopped = assembler.add(token_id, self._piece(token_id), float(logprobs[token_id]),
-                                    self._top_entries(logprobs, token_id))
+            stopped = assembler.add(
+                token_id, self._piece(token_id), float(logprobs[token_id]), self._top_entries(logprobs, token_id)
+            )
             if stopped or token_id in options.stop_token_ids:
                 finish = "stop"
                 break
@@ -244,7 +243,7 @@ class SequenceDecoder:
                     ends = (self.model.is_end_of_generation(token_id) and not options.ignore_eos) or (
                         token_id in options.stop_token_ids
                     )
-                    candidates.append((tokens + [int(token_id)], new_score, ends))
+                    candidates.append(([*tokens, int(token_id)], new_score, ends))
             candidates.sort(key=lambda c: -c[1])
             beams = []
             for tokens, score, ends in candidates:
@@ -269,8 +268,9 @@ class SequenceDecoder:
             sequence.append(token_id)
             if self.model.is_end_of_generation(token_id) and not options.ignore_eos:
                 break
-            if assembler.add(token_id, self._piece(token_id), float(logprobs[token_id]),
-                             self._top_entries(logprobs, token_id)):
+            if assembler.add(
+                token_id, self._piece(token_id), float(logprobs[token_id]), self._top_entries(logprobs, token_id)
+            ):
                 finish = "stop"
                 break
         kept = assembler.rest()

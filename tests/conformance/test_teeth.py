@@ -131,38 +131,72 @@ def _nondeterministic(request: dict[str, Any], body: dict[str, Any]) -> None:
 CATALOGUE = [
     Defect("usage-arithmetic", "usage.total_is_sum", "test_basic_completion", mutate_json=_usage_off_by_one),
     Defect("usage-vs-logprobs", "usage.matches_logprobs", "test_logprobs_object", mutate_json=_count_one_more_token),
-    Defect("no-done", "stream.done", "test_stream_basic",
-           mutate_events=lambda r, ev: [e for e in ev if e != "[DONE]"]),
+    Defect("no-done", "stream.done", "test_stream_basic", mutate_events=lambda r, ev: [e for e in ev if e != "[DONE]"]),
     Defect("double-done", "stream.done", "test_stream_basic", mutate_events=lambda r, ev: [*ev, "[DONE]"]),
-    Defect("finish-on-every-chunk", "stream.finish_reason", "test_stream_basic",
-           mutate_events=lambda r, ev: _chunk_events(
-               ev, lambda i, c: [ch.update(finish_reason="stop") for ch in c["choices"]])),
-    Defect("changing-stream-id", "stream.same_id", "test_stream_basic",
-           mutate_events=lambda r, ev: _chunk_events(ev, lambda i, c: c.update(id=f"{c['id']}-{i}"))),
-    Defect("chunk-not-json", "stream.events_json", "test_stream_basic",
-           mutate_events=lambda r, ev: [ev[0][:-1], *ev[1:]]),
-    Defect("chat-delta-without-role", "stream.chat_role_first", "test_stream_basic", kind="chat",
-           mutate_events=lambda r, ev: _chunk_events(
-               ev, lambda i, c: [ch["delta"].pop("role", None) for ch in c["choices"]])),
-    Defect("stop-sequence-left-in-text", "stop.excluded", "test_stop_cuts_the_greedy_text",
-           mutate_json=_append_stop),
+    Defect(
+        "finish-on-every-chunk",
+        "stream.finish_reason",
+        "test_stream_basic",
+        mutate_events=lambda r, ev: _chunk_events(
+            ev, lambda i, c: [ch.update(finish_reason="stop") for ch in c["choices"]]
+        ),
+    ),
+    Defect(
+        "changing-stream-id",
+        "stream.same_id",
+        "test_stream_basic",
+        mutate_events=lambda r, ev: _chunk_events(ev, lambda i, c: c.update(id=f"{c['id']}-{i}")),
+    ),
+    Defect(
+        "chunk-not-json", "stream.events_json", "test_stream_basic", mutate_events=lambda r, ev: [ev[0][:-1], *ev[1:]]
+    ),
+    Defect(
+        "chat-delta-without-role",
+        "stream.chat_role_first",
+        "test_stream_basic",
+        kind="chat",
+        mutate_events=lambda r, ev: _chunk_events(
+            ev, lambda i, c: [ch["delta"].pop("role", None) for ch in c["choices"]]
+        ),
+    ),
+    Defect("stop-sequence-left-in-text", "stop.excluded", "test_stop_cuts_the_greedy_text", mutate_json=_append_stop),
     Defect("logprobs-unequal-lengths", "logprobs.lengths", "test_logprobs_object", mutate_json=_drop_last_logprob),
-    Defect("tokens-do-not-join", "logprobs.tokens_concatenate", "test_logprobs_object",
-           mutate_json=_garble_first_token),
-    Defect("offsets-count-the-prompt", "logprobs.text_offsets", "test_logprobs_object",
-           mutate_json=_offsets_include_prompt),
-    Defect("wrong-object", "envelope.object", "test_basic_completion",
-           mutate_json=lambda r, b: b.update(object="completion")),
-    Defect("created-in-milliseconds", "envelope.created", "test_basic_completion",
-           mutate_json=lambda r, b: b.update(created=b["created"] * 1000)),
-    Defect("500-on-bad-input", "errors.invalid_parameter", "test_invalid_parameter",
-           mutate_status=lambda status: 500 if status == 400 else status),
+    Defect(
+        "tokens-do-not-join", "logprobs.tokens_concatenate", "test_logprobs_object", mutate_json=_garble_first_token
+    ),
+    Defect(
+        "offsets-count-the-prompt", "logprobs.text_offsets", "test_logprobs_object", mutate_json=_offsets_include_prompt
+    ),
+    Defect(
+        "wrong-object",
+        "envelope.object",
+        "test_basic_completion",
+        mutate_json=lambda r, b: b.update(object="completion"),
+    ),
+    Defect(
+        "created-in-milliseconds",
+        "envelope.created",
+        "test_basic_completion",
+        mutate_json=lambda r, b: b.update(created=b["created"] * 1000),
+    ),
+    Defect(
+        "500-on-bad-input",
+        "errors.invalid_parameter",
+        "test_invalid_parameter",
+        mutate_status=lambda status: 500 if status == 400 else status,
+    ),
     Defect("key-not-checked", "errors.auth", "test_missing_and_wrong_key", mutate_request=_accept_any_key),
     Defect("lenient-json", "errors.malformed_json", "test_docs_example", mutate_request=_repair_trailing_comma),
     Defect("error-not-enveloped", "errors.envelope", "test_unknown_route", plain_error_bodies=True),
-    Defect("default-max-tokens-8", "defaults.max_tokens", "test_max_tokens_defaults_to_16",
-           mutate_request=_default_max_tokens_8),
-    Defect("greedy-not-deterministic", "relations.deterministic", "test_temperature_zero", mutate_json=_nondeterministic),
+    Defect(
+        "default-max-tokens-8",
+        "defaults.max_tokens",
+        "test_max_tokens_defaults_to_16",
+        mutate_request=_default_max_tokens_8,
+    ),
+    Defect(
+        "greedy-not-deterministic", "relations.deterministic", "test_temperature_zero", mutate_json=_nondeterministic
+    ),
 ]
 
 
@@ -187,8 +221,11 @@ class BreakingMiddleware:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         if defect.mutate_request:
             raw, headers = defect.mutate_request(raw, headers)
-        scope = {**scope, "headers": [(k.encode(), v.encode()) for k, v in headers.items() if k != "content-length"]
-                 + [(b"content-length", str(len(raw)).encode())]}
+        scope = {
+            **scope,
+            "headers": [(k.encode(), v.encode()) for k, v in headers.items() if k != "content-length"]
+            + [(b"content-length", str(len(raw)).encode())],
+        }
         try:
             request_json = json.loads(raw) if raw else {}
         except ValueError:
@@ -261,9 +298,29 @@ class BackgroundServer:
 
 
 def _run_suite(url: str, tests: str, kind: str, results: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "pytest", str(ROOT / "conformance"), "--endpoint", url, "--api-key", KEY,
-               "--routes", "llama", "--model-kind", kind, "-k", tests, "--results-json", str(results),
-               "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ROOT / "conformance"),
+        "--endpoint",
+        url,
+        "--api-key",
+        KEY,
+        "--routes",
+        "llama",
+        "--model-kind",
+        kind,
+        "-k",
+        tests,
+        "--results-json",
+        str(results),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, check=False)
 

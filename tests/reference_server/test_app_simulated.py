@@ -82,8 +82,9 @@ async def test_invalid_requests_name_their_parameter(
 
 
 async def test_chat_errors_name_nested_parameters(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/chat/completions", json={"messages": [{"role": "bot", "content": "x"}]},
-                                 headers=AUTH)
+    response = await client.post(
+        "/v1/chat/completions", json={"messages": [{"role": "bot", "content": "x"}]}, headers=AUTH
+    )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "messages[0].role"
     image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
@@ -120,8 +121,13 @@ async def test_openapi_document_is_served(client: httpx.AsyncClient) -> None:
 
 
 async def test_chat_stream_framing(client: httpx.AsyncClient) -> None:
-    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "stream": True, "n": 2,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 6,
+        "stream": True,
+        "n": 2,
+        "stream_options": {"include_usage": True},
+    }
     response = await client.post("/v1/chat/completions", json=body, headers=AUTH)
     assert response.headers["content-type"].startswith("text/event-stream")
     events = _events(response.text)
@@ -141,8 +147,10 @@ def _content_safety_config(tmp_path: Path, flag_word: str | None = None, error_w
     config: dict[str, Any] = {
         "hold_back_chars": 64,
         "categories": {
-            name: {"threshold": "medium", "patterns": [{"pattern": f"LLAMACERT-TEST-{name.upper()}-HIGH",
-                                                        "severity": "high"}]}
+            name: {
+                "threshold": "medium",
+                "patterns": [{"pattern": f"LLAMACERT-TEST-{name.upper()}-HIGH", "severity": "high"}],
+            }
             for name in ("hate", "sexual", "violence", "self_harm")
         },
     }
@@ -166,8 +174,11 @@ async def test_flagged_prompt_is_400_content_filter(tmp_path: Path, route: str) 
 
 
 async def _simulated_text(client: httpx.AsyncClient, max_tokens: int = 30) -> str:
-    response = await client.post("/v1/completions", json={"prompt": "hello world", "max_tokens": max_tokens,
-                                                           "temperature": 0, "ignore_eos": True}, headers=AUTH)
+    response = await client.post(
+        "/v1/completions",
+        json={"prompt": "hello world", "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True},
+        headers=AUTH,
+    )
     return str(response.json()["choices"][0]["text"])
 
 
@@ -178,8 +189,14 @@ async def test_flagged_completion_is_cut_with_content_filter(tmp_path: Path, str
     word = text.split()[3]
     config = _content_safety_config(tmp_path, flag_word=word)
     async for client in _client(profile="serverless-llama31", content_safety_config=config):
-        body = {"prompt": "hello world", "max_tokens": 30, "temperature": 0, "ignore_eos": True, "stream": stream,
-                "logprobs": 1}
+        body = {
+            "prompt": "hello world",
+            "max_tokens": 30,
+            "temperature": 0,
+            "ignore_eos": True,
+            "stream": stream,
+            "logprobs": 1,
+        }
         response = await client.post("/v1/completions", json=body, headers=AUTH)
         if stream:
             chunks = [e for e in _events(response.text) if e != "[DONE]"]

@@ -50,8 +50,9 @@ def test_sampling_parameters_change_the_output(model_server: EmbeddedServer) -> 
         for seed in range(4)
     }
     assert len(samples) > 1 and samples != {greedy}
-    same_seed = {_complete(model_server, max_tokens=12, temperature=1.0, seed=11)["choices"][0]["text"]
-                 for _ in range(2)}
+    same_seed = {
+        _complete(model_server, max_tokens=12, temperature=1.0, seed=11)["choices"][0]["text"] for _ in range(2)
+    }
     assert len(same_seed) == 1
     narrow = _complete(model_server, max_tokens=12, temperature=1.5, top_p=0.01, seed=5, ignore_eos=True)
     assert narrow["choices"][0]["text"] == greedy  # top_p this small leaves only the most likely token
@@ -94,8 +95,12 @@ def test_stop_strings_and_stop_token_ids(model_server: EmbeddedServer) -> None:
 
 
 def test_special_tokens_are_shown_only_when_asked(model_server: EmbeddedServer) -> None:
-    body = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 40, "temperature": 0,
-            "ignore_eos": True}
+    body = {
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 40,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
     hidden = _post(model_server, "/v1/chat/completions", body).json()["choices"][0]["message"]["content"]
     shown = _post(model_server, "/v1/chat/completions", {**body, "skip_special_tokens": False}).json()
     assert "<|im_end|>" not in hidden
@@ -108,16 +113,18 @@ def test_logprobs_object(model_server: EmbeddedServer) -> None:
     assert "".join(logprobs["tokens"]) == choice["text"]
     offsets = [sum(len(t) for t in logprobs["tokens"][:i]) for i in range(len(logprobs["tokens"]))]
     assert logprobs["text_offsets"] == offsets
-    for token, value, top in zip(logprobs["tokens"], logprobs["token_logprobs"], logprobs["top_logprobs"],
-                                 strict=True):
+    for token, value, top in zip(logprobs["tokens"], logprobs["token_logprobs"], logprobs["top_logprobs"], strict=True):
         assert len(top) <= 4 and all(v <= 0 for v in top.values())
         assert top[token] == pytest.approx(value)
         assert value == pytest.approx(max(top.values()))  # greedy picks the most likely token
 
 
 def test_chat_uses_the_models_template_and_stops_naturally(model_server: EmbeddedServer) -> None:
-    body = {"messages": [{"role": "user", "content": "What is 2+2? Answer in one short sentence."}],
-            "max_tokens": 60, "temperature": 0}
+    body = {
+        "messages": [{"role": "user", "content": "What is 2+2? Answer in one short sentence."}],
+        "max_tokens": 60,
+        "temperature": 0,
+    }
     response = _post(model_server, "/chat/completions", body).json()
     assert response["choices"][0]["finish_reason"] == "stop"
     assert "4" in response["choices"][0]["message"]["content"]
@@ -127,9 +134,13 @@ def test_chat_uses_the_models_template_and_stops_naturally(model_server: Embedde
 def test_stream_matches_non_stream_and_ends_with_done(model_server: EmbeddedServer) -> None:
     params = {"max_tokens": 10, "temperature": 0, "ignore_eos": True, "logprobs": 1}
     full = _complete(model_server, **params)
-    with httpx.stream("POST", f"{model_server.url}/v1/completions",
-                      json={"prompt": PROMPT, "stream": True, **params},
-                      headers={"Authorization": f"Bearer {model_server.api_key}"}, timeout=60) as response:
+    with httpx.stream(
+        "POST",
+        f"{model_server.url}/v1/completions",
+        json={"prompt": PROMPT, "stream": True, **params},
+        headers={"Authorization": f"Bearer {model_server.api_key}"},
+        timeout=60,
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
@@ -141,13 +152,18 @@ def test_stream_matches_non_stream_and_ends_with_done(model_server: EmbeddedServ
 
 def test_concurrent_requests_are_correct(model_server: EmbeddedServer) -> None:
     prompts = ["The capital of France is", "Once upon a time", "The best way to learn", "Water boils at"]
-    expected = [_post(model_server, "/v1/completions", {"prompt": p, "max_tokens": 8, "temperature": 0}).json()
-                for p in prompts]
+    expected = [
+        _post(model_server, "/v1/completions", {"prompt": p, "max_tokens": 8, "temperature": 0}).json() for p in prompts
+    ]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(
-            lambda p: _post(model_server, "/v1/completions", {"prompt": p, "max_tokens": 8, "temperature": 0}).json(),
-            prompts * 2,
-        ))
+        results = list(
+            pool.map(
+                lambda p: _post(
+                    model_server, "/v1/completions", {"prompt": p, "max_tokens": 8, "temperature": 0}
+                ).json(),
+                prompts * 2,
+            )
+        )
     for index, result in enumerate(results):
         assert result["choices"][0]["text"] == expected[index % 4]["choices"][0]["text"]
 
@@ -189,7 +205,10 @@ def test_official_openai_sdk_as_client(model_server: EmbeddedServer) -> None:
     pieces = [
         chunk.choices[0].delta.content or ""
         for chunk in client.chat.completions.create(
-            model="smollm2", messages=[{"role": "user", "content": "Say hi"}], max_tokens=8, temperature=0,
+            model="smollm2",
+            messages=[{"role": "user", "content": "Say hi"}],
+            max_tokens=8,
+            temperature=0,
             stream=True,
         )
         if chunk.choices

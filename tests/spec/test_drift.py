@@ -111,16 +111,18 @@ def _compare(name: str, model: type[BaseModel], mode: str) -> list[str]:
     problems: list[str] = []
     spec_props, model_props = spec_schema.get("properties", {}), model_schema.get("properties", {})
     if set(spec_props) != set(model_props):
-        problems.append(f"{name}: fields differ: spec-only {set(spec_props) - set(model_props)}, "
-                        f"model-only {set(model_props) - set(spec_props)}")
+        problems.append(
+            f"{name}: fields differ: spec-only {set(spec_props) - set(model_props)}, "
+            f"model-only {set(model_props) - set(spec_props)}"
+        )
     spec_required, model_required = set(spec_schema.get("required", [])), set(model_schema.get("required", []))
     if mode == "validation" and spec_required != model_required:
         problems.append(f"{name}: required differs: spec {sorted(spec_required)}, model {sorted(model_required)}")
     for field in sorted(set(spec_props) & set(model_props)):
         spec_prop, model_prop = spec_props[field], model_props[field]
-        if mode == "serialization" and field in spec_required and field not in model_required:
-            if model_prop.get("default") is None:
-                problems.append(f"{name}.{field}: required by the spec but may be absent from the model's output")
+        always_emitted = field in model_required or model_prop.get("default") is not None
+        if mode == "serialization" and field in spec_required and not always_emitted:
+            problems.append(f"{name}.{field}: required by the spec but may be absent from the model's output")
         spec_alts = spec_side.canonical(spec_prop)
         model_alts = model_side.canonical(model_prop)
         if (name, field) in OMITTED_WHEN_NONE:

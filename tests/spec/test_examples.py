@@ -47,8 +47,7 @@ def test_chat_response_example_validates_after_repairing_its_escapes() -> None:
         json.loads(printed)
     # Only the content string uses `\'` and doubled quotes; `"model": ""` is a real empty string.
     lines = [
-        line.replace("\\'", "'").replace('""', '\\"') if '"content"' in line else line
-        for line in printed.splitlines()
+        line.replace("\\'", "'").replace('""', '\\"') if '"content"' in line else line for line in printed.splitlines()
     ]
     repaired = json.loads("\n".join(lines))
     errors = [error.message for error in schema_validator("ChatCompletionResponse").iter_errors(repaired)]
