@@ -236,7 +236,8 @@ def _usage(exchange: Exchange) -> dict[str, Any]:
         usages = [chunk["usage"] for chunk in _stream(exchange) if isinstance(chunk.get("usage"), dict)]
         if not usages:
             raise NotApplicable
-        return usages[-1]
+        last: dict[str, Any] = usages[-1]
+        return last
     body = _success_body(exchange)
     usage = body.get("usage")
     if not isinstance(usage, dict):

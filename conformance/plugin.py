@@ -48,8 +48,8 @@ CHAT_MESSAGES = [{"role": "user", "content": "Name three colours."}]
 def _option(config: pytest.Config, name: str, env: str, default: str | None = None) -> str | None:
     value = config.getoption(name)
     if value is None:
-        value = os.environ.get(env, default)
-    return value
+        return os.environ.get(env, default)
+    return str(value)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -256,7 +256,7 @@ class Suite:
         self.auth_header = _option(config, "auth_header", "LLAMACERT_AUTH_HEADER", "bearer") or "bearer"
         self.routes = _option(config, "routes", "LLAMACERT_ROUTES", "both") or "both"
         self.model_kind = _option(config, "model_kind", "LLAMACERT_MODEL_KIND", "auto") or "auto"
-        self.strictness = Strictness(_option(config, "strictness", "LLAMACERT_STRICTNESS", "docs"))
+        self.strictness = Strictness(_option(config, "strictness", "LLAMACERT_STRICTNESS", "docs") or "docs")
         self.profile = _option(config, "profile", "LLAMACERT_PROFILE")
         quick = config.getoption("quick")
         self.quick = bool(quick) or os.environ.get("LLAMACERT_QUICK", "") in {"1", "true", "yes"}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from conformance.exchange import EndpointClient
 from conformance.plugin import Api, Verifier
 
 
-def _text(body: dict, api: Api, index: int = 0) -> str:
+def _text(body: dict[str, Any], api: Api, index: int = 0) -> str:
     choice = body["choices"][index]
-    return choice["message"]["content"] if api.chat else choice["text"]
+    return str(choice["message"]["content"] if api.chat else choice["text"])
 
 
 def test_basic_completion(api: Api, client: EndpointClient, verify: Verifier) -> None:

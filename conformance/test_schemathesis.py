@@ -78,7 +78,7 @@ positive = _schema("positive", _quick())
 negative = _schema("negative", _quick())
 
 
-@positive.hook
+@positive.hook  # type: ignore[untyped-decorator]
 def map_body(context: Any, body: Any) -> Any:
     """Keep valid cases cheap, and valid under the rules JSON Schema cannot express (D2, D3)."""
     if not isinstance(body, dict):
@@ -154,12 +154,12 @@ def _run(case: Any, suite: Suite, rule_id: str) -> None:
     verify.assert_ok()
 
 
-@positive.parametrize()
+@positive.parametrize()  # type: ignore[untyped-decorator]
 def test_valid_requests_from_the_spec(case: Any, suite: Suite) -> None:
     _run(case, suite, "positive.schema_cases")
 
 
-@negative.parametrize()
+@negative.parametrize()  # type: ignore[untyped-decorator]
 def test_invalid_requests_from_the_spec(case: Any, suite: Suite) -> None:
     _cheapen_negative(case)
     _run(case, suite, "errors.negative_cases")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from conformance.exchange import EndpointClient
 from conformance.plugin import Api, Verifier
 
 
-def _text(body: dict, api: Api) -> str:
+def _text(body: dict[str, Any], api: Api) -> str:
     choice = body["choices"][0]
-    return choice["message"]["content"] if api.chat else choice["text"]
+    return str(choice["message"]["content"] if api.chat else choice["text"])
 
 
 def _stop_inside(text: str) -> str | None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from conformance.exchange import EndpointClient
+from conformance.exchange import EndpointClient, Exchange
 from conformance.plugin import Api, Verifier
 
 
-def _streamed_text(exchange, api: Api, index: int = 0) -> str:
+def _streamed_text(exchange: Exchange, api: Api, index: int = 0) -> str:
     text = ""
     for chunk in exchange.chunks():
         for choice in chunk.get("choices") or []:
@@ -35,7 +37,7 @@ def test_stream_n_choices(api: Api, client: EndpointClient, verify: Verifier) ->
 
 @pytest.mark.parametrize("stop", [None, "."])
 def test_stream_equals_non_stream(api: Api, client: EndpointClient, verify: Verifier, stop: str | None) -> None:
-    params = {"max_tokens": 10, "temperature": 0, "ignore_eos": True}
+    params: dict[str, Any] = {"max_tokens": 10, "temperature": 0, "ignore_eos": True}
     if stop:
         params["stop"] = stop
     full = verify.checks(client.post(api.path, api.body(**params)), api)

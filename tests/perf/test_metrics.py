@@ -182,7 +182,9 @@ def test_limits_from_headers() -> None:
 # --- rate-limit verdicts -------------------------------------------------------------------------------------
 
 
-def _offered(accepted: int, total: int = 100, *, tokens: int = 4, retry_after: float | None = 1.0) -> list[RequestRecord]:
+def _offered(
+    accepted: int, total: int = 100, *, tokens: int = 4, retry_after: float | None = 1.0
+) -> list[RequestRecord]:
     """`total` requests every 0.1 s (a 9.9 s span); the first `accepted` answered, the rest 429."""
     return [
         _plain(i * 0.1, i * 0.1 + 0.05, tokens=tokens)

@@ -55,7 +55,7 @@ def test_outcomes() -> None:
 def test_unknown_fields_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_text('{"route": "/v1/completions", "stream": false, "t_send": 1, "t_end": 2, "status": 200, "x": 1}\n')
-    with pytest.raises(RecordReadError, match="r.jsonl:1"):
+    with pytest.raises(RecordReadError, match=r"r\.jsonl:1"):
         read_records(path)
 
 

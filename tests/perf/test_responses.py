@@ -14,7 +14,10 @@ def _event(payload: object) -> list[bytes]:
 
 
 def _chat(content: str | None, finish: str | None = None) -> dict[str, object]:
-    return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]}
+    return {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
+    }
 
 
 def _feed(reader: StreamReader, lines: list[bytes], start: float = 0.0) -> None:
@@ -46,7 +49,10 @@ def test_a_chat_stream() -> None:
 def test_a_completions_stream_with_crlf_and_no_space_after_the_colon() -> None:
     reader = StreamReader()
     chunk = {"object": "text_completion", "choices": [{"index": 0, "text": " hi", "finish_reason": None}]}
-    _feed(reader, [b"data:" + json.dumps(chunk).encode() + b"\r\n", b"\r\n", b": comment\r\n", b"data: [DONE]\r\n", b"\r\n"])
+    _feed(
+        reader,
+        [b"data:" + json.dumps(chunk).encode() + b"\r\n", b"\r\n", b": comment\r\n", b"data: [DONE]\r\n", b"\r\n"],
+    )
     reader.finish(9.0)
     assert reader.token_event_times == [1.0] and reader.done and reader.error is None
     assert reader.completion_tokens is None
@@ -78,17 +84,36 @@ def test_invalid_data_is_an_error() -> None:
 
 
 def test_bodies() -> None:
-    body = {"choices": [{"index": 0, "text": "x", "finish_reason": "stop"}], "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}}
+    body = {
+        "choices": [{"index": 0, "text": "x", "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
+    }
     outcome = parse_body(json.dumps(body).encode())
-    assert (outcome.prompt_tokens, outcome.completion_tokens, outcome.finish_reason, outcome.error) == (2, 1, "stop", None)
-    assert parse_body(b'{"error": {"code": "rate_limit_exceeded", "message": "slow"}}').error == "rate_limit_exceeded: slow"
+    assert (outcome.prompt_tokens, outcome.completion_tokens, outcome.finish_reason, outcome.error) == (
+        2,
+        1,
+        "stop",
+        None,
+    )
+    assert (
+        parse_body(b'{"error": {"code": "rate_limit_exceeded", "message": "slow"}}').error
+        == "rate_limit_exceeded: slow"
+    )
     assert parse_body(b"<html>").error is not None
     assert parse_body(b'{"choices": []}').completion_tokens is None
 
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("3", 3.0), (" 0 ", 0.0), ("1.5", 1.5), ("-1", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None), ("inf", None), (None, None)],
+    [
+        ("3", 3.0),
+        (" 0 ", 0.0),
+        ("1.5", 1.5),
+        ("-1", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+        ("inf", None),
+        (None, None),
+    ],
 )
 def test_retry_after(value: str | None, seconds: float | None) -> None:
     assert parse_retry_after(value) == seconds

@@ -83,5 +83,5 @@ def test_scenario_files(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="built-in: "):
         load_scenario("nope")
     (tmp_path / "broken.yaml").write_text("name: broken\nusers: 0\n")
-    with pytest.raises(ScenarioError, match="broken.yaml"):
+    with pytest.raises(ScenarioError, match=r"broken\.yaml"):
         load_scenario(tmp_path / "broken.yaml")

@@ -64,10 +64,12 @@ def test_prompts_from_a_dataset(tmp_path: Path) -> None:
     text.write_text("alpha beta\ngamma\n")
     assert load_prompts(jsonl) == ["one", "two"]
     assert load_prompts(text) == ["alpha beta", "gamma"]
-    workload = Workload((RequestKind("completion"),), LengthRange(1, 1), LengthRange(1, 1), ("alpha beta", "gamma"), False)
+    workload = Workload(
+        (RequestKind("completion"),), LengthRange(1, 1), LengthRange(1, 1), ("alpha beta", "gamma"), False
+    )
     body = json.loads(workload.plan(random.Random(0)).body)
     assert body["prompt"] in ("alpha beta", "gamma") and "ignore_eos" not in body
     assert workload.mean_tokens_per_request() == 2.5
     (tmp_path / "bad.jsonl").write_text('{"text": "x"}\n')
-    with pytest.raises(ValueError, match="bad.jsonl:1"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         load_prompts(tmp_path / "bad.jsonl")
