@@ -110,7 +110,8 @@ def certify_main(argv: list[str]) -> int:
         return 2
     started = time.monotonic()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out: Path = args.out or Path("llamacert-reports") / stamp
+    # absolute: the suite runs in a subprocess whose working directory is the installed package
+    out: Path = (args.out or Path("llamacert-reports") / stamp).resolve()
     out.mkdir(parents=True, exist_ok=True)
     servers: list[EmbeddedServer] = []
     try:
