@@ -148,14 +148,19 @@ class TokenBackend:
         choices: list[Choice] = []
         for index in range(count):
             seed = None if decoder.options.seed is None else decoder.options.seed + index
-            iterator = decoder.sample_choice(prompt_ids, seed)
-            tokens = []
-            first = True
-            while (step := await self._step(slot, iterator, first)) is not None:
-                first = False
-                tokens.extend(step.tokens)
-                if step.finish_reason is not None:
-                    choices.append(Choice(index, "".join(t.text for t in tokens), tokens, step.finish_reason))
+            if self._first_token_delay_s or self._token_delay_s:
+                steps = []
+                iterator = decoder.sample_choice(prompt_ids, seed)
+                while (step := await self._step(slot, iterator, not steps)) is not None:
+                    steps.append(step)
+            else:
+                # one hop to the model's thread per choice, not per token: waking the event loop
+                # for every token steals a core from llama.cpp's busy-waiting threads
+                steps = await self._run(slot, list, decoder.sample_choice(prompt_ids, seed))
+            tokens = [token for step in steps for token in step.tokens]
+            finish = steps[-1].finish_reason
+            assert finish is not None
+            choices.append(Choice(index, "".join(t.text for t in tokens), tokens, finish))
         return choices
 
     async def generate(self, prompt: str, options: SamplingOptions, request_id: str) -> Generation:
