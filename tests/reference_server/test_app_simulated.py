@@ -173,58 +173,65 @@ async def test_flagged_prompt_is_400_content_filter(tmp_path: Path, route: str) 
         assert error["details"]["categories"]["violence"]["filtered"] is True
 
 
-async def _simulated_text(client: httpx.AsyncClient, max_tokens: int = 30) -> str:
-    response = await client.post(
-        "/v1/completions",
-        json={"prompt": "hello world", "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True},
-        headers=AUTH,
+def _body(chat: bool, **params: Any) -> dict[str, Any]:
+    base: dict[str, Any] = (
+        {"messages": [{"role": "user", "content": "hello world"}]} if chat else {"prompt": "hello world"}
     )
-    return str(response.json()["choices"][0]["text"])
+    return {**base, "max_tokens": 30, "temperature": 0, "ignore_eos": True, **params}
 
 
+def _returned(response: httpx.Response, chat: bool, stream: bool) -> tuple[str, str | None]:
+    if stream:
+        chunks = [e for e in _events(response.text) if e != "[DONE]"]
+        pieces = [c["choices"][0]["delta"].get("content") or "" if chat else c["choices"][0]["text"] for c in chunks]
+        return "".join(pieces), chunks[-1]["choices"][0]["finish_reason"]
+    choice = response.json()["choices"][0]
+    return (choice["message"]["content"] if chat else choice["text"]), choice["finish_reason"]
+
+
+async def _simulated_text(client: httpx.AsyncClient, chat: bool) -> str:
+    route = "/v1/chat/completions" if chat else "/v1/completions"
+    response = await client.post(route, json=_body(chat), headers=AUTH)
+    return _returned(response, chat, stream=False)[0]
+
+
+@pytest.mark.parametrize("chat", [False, True])
 @pytest.mark.parametrize("stream", [False, True])
-async def test_flagged_completion_is_cut_with_content_filter(tmp_path: Path, stream: bool) -> None:
+async def test_flagged_completion_is_cut_with_content_filter(tmp_path: Path, stream: bool, chat: bool) -> None:
     async for plain in _client():
-        text = await _simulated_text(plain)
+        text = await _simulated_text(plain, chat)
     word = text.split()[3]
     config = _content_safety_config(tmp_path, flag_word=word)
+    route = "/chat/completions" if chat else "/completions"
     async for client in _client(profile="serverless-llama31", content_safety_config=config):
-        body = {
-            "prompt": "hello world",
-            "max_tokens": 30,
-            "temperature": 0,
-            "ignore_eos": True,
-            "stream": stream,
-            "logprobs": 1,
-        }
-        response = await client.post("/v1/completions", json=body, headers=AUTH)
-        if stream:
-            chunks = [e for e in _events(response.text) if e != "[DONE]"]
-            returned = "".join(c["choices"][0]["text"] for c in chunks)
-            finish = chunks[-1]["choices"][0]["finish_reason"]
-        else:
-            returned = response.json()["choices"][0]["text"]
-            finish = response.json()["choices"][0]["finish_reason"]
+        response = await client.post(route, json=_body(chat, stream=stream, logprobs=1), headers=AUTH)
+        returned, finish = _returned(response, chat, stream)
         assert finish == "content_filter"
         assert word not in returned.split()
         assert text.startswith(returned)
 
 
+@pytest.mark.parametrize("chat", [False, True])
 @pytest.mark.parametrize("stream", [False, True])
-async def test_failing_filter_gives_content_filter_error(tmp_path: Path, stream: bool) -> None:
+async def test_failing_filter_gives_content_filter_error(tmp_path: Path, stream: bool, chat: bool) -> None:
     async for plain in _client():
-        text = await _simulated_text(plain)
+        text = await _simulated_text(plain, chat)
     config = _content_safety_config(tmp_path, error_word=text.split()[2])
+    route = "/v1/chat/completions" if chat else "/v1/completions"
     async for client in _client(profile="serverless-llama31", content_safety_config=config):
-        body = {"prompt": "hello world", "max_tokens": 30, "temperature": 0, "ignore_eos": True, "stream": stream}
-        response = await client.post("/completions", json=body, headers=AUTH)
+        response = await client.post(route, json=_body(chat, stream=stream), headers=AUTH)
         assert response.status_code == 200
-        if stream:
-            chunks = [e for e in _events(response.text) if e != "[DONE]"]
-            finish = chunks[-1]["choices"][0]["finish_reason"]
-        else:
-            finish = response.json()["choices"][0]["finish_reason"]
-        assert finish == "content_filter_error"
+        assert _returned(response, chat, stream)[1] == "content_filter_error"
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/chat/completions"])
+async def test_flagged_chat_prompt_is_400_content_filter(route: str) -> None:
+    async for client in _client(profile="serverless-llama3"):
+        body = {"messages": [{"role": "user", "content": "LLAMACERT-TEST-HATE-MEDIUM"}]}
+        response = await client.post(route, json=body, headers=AUTH)
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "content_filter"
+        assert response.json()["error"]["param"] == "messages"
 
 
 async def test_rate_limit_headers_and_429() -> None:
