@@ -140,7 +140,7 @@ def _stream_logprob_choices(exchange: Exchange, chat: bool) -> dict[int, dict[st
         for choice in chunk.get("choices") or []:
             entry = merged.setdefault(
                 choice.get("index", 0),
-                {"text": "", "logprobs": {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offsets": []}},
+                {"text": "", "logprobs": {"tokens": [], "token_logprobs": [], "top_logprobs": []}},
             )
             entry["text"] += _choice_text(choice, chat)
             logprobs = choice.get("logprobs")
