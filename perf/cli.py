@@ -75,7 +75,11 @@ def _profile_limits(name: str | None) -> tuple[int | None, int | None]:
 
 def main(argv: list[str]) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        # argparse exits on --help and on bad arguments; main returns the status instead.
+        return int(exit_.code or 0)
     try:
         scenario = load_scenario(args.scenario)
         baseline = load_baseline(args.baseline) if args.baseline else None
@@ -102,6 +106,8 @@ def main(argv: list[str]) -> int:
             web_port=args.web_port,
             seed=args.seed,
         )
+        if request.web:
+            print(f"Locust web UI: http://127.0.0.1:{request.web_port} (Ctrl-C ends the run)", file=sys.stderr)
         result = run_load(request, profile_limits=_profile_limits(args.profile))
     except (ScenarioError, BaselineError, PlanError, ValueError) as error:
         print(f"llamacert load: {error}", file=sys.stderr)

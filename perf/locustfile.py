@@ -1,7 +1,8 @@
 """Locust users that load a Llama API endpoint: completions and chat, streamed or not, on /v1/... or Azure routes.
 
-Run it with Locust directly (`locust -f perf/locustfile.py --host URL --mix chat+stream ...`, see
-`locust -f perf/locustfile.py --help` for the options of perf/settings.py) or through `llamacert load`.
+Run it through `llamacert load`, or with Locust directly from the project root (`python -m locust -f
+perf/locustfile.py --host URL --mix chat+stream ...`, with the options of perf/settings.py; the perf package
+must be importable, as it is from the root or with llamacert installed).
 Per request it stamps raw times and writes a record (perf/records.py); Locust's statistics get the request
 itself (its full duration, not just the headers) plus "TTFT" and "ITL" entries of request type METRIC, so the
 web UI and the CSVs show them. Add perf/shapes.py to -f for a stepped sweep.
@@ -22,6 +23,7 @@ import gevent
 from gevent import GreenletExit
 from geventhttpclient.header import Headers
 from locust import FastHttpUser, events, task
+from locust.argument_parser import LocustArgumentParser
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, ResponseContextManager
 from locust.env import Environment
 from locust.event import EventHook
@@ -43,7 +45,7 @@ def _listen(hook: EventHook, handler: Callable[..., None]) -> None:
     hook.add_listener(handler)  # type: ignore[no-untyped-call]  # locust leaves add_listener unannotated
 
 
-def _add_options(parser: Any) -> None:
+def _add_options(parser: LocustArgumentParser, **_: Any) -> None:
     # On the parser itself, not a group: only LocustArgumentParser.add_argument takes the web-UI flags.
     for option in OPTIONS:
         parser.add_argument(option.flag, **option.kwargs)
@@ -185,10 +187,12 @@ class LlamaUser(FastHttpUser):
     @task
     def generate(self) -> None:
         assert self.workload is not None, "test_start configures the workload"
+        # Locust stops a waiting user by killing it, and the kill lands at the user's next yield; with no wait
+        # that can be mid-request, after the user has already moved on from waiting. Yielding once first lets
+        # a pending kill land here, before anything is sent.
+        gevent.sleep(0)
         planned = self.workload.plan(self._rng)
         record = self._send(planned)
-        if self.writer is not None:
-            self.writer.write(record)
         if record.rejected and self.settings.honour_retry_after:
             wait = record.retry_after_ms / 1000 if record.retry_after_ms is not None else record.retry_after
             self._not_before = time.perf_counter() + (wait or 0.0)
@@ -240,6 +244,9 @@ class LlamaUser(FastHttpUser):
             raise
         finally:
             timer.close()
+            # Written here so that a request cut off by the test stopping is in the records as in Locust's stats.
+            if self.writer is not None:
+                self.writer.write(record)
         return record
 
     def _read(self, response: ResponseContextManager, record: RequestRecord, stamp: Callable[[], float]) -> None:
@@ -296,14 +303,17 @@ class LlamaUser(FastHttpUser):
         assert raw is not None
         reader = StreamReader()
         length = 0
-        while line := raw.readline(b"\n"):
-            length += len(line)
-            reader.feed_line(line, stamp())
-        reader.finish(stamp())
-        record.token_event_times = reader.token_event_times
-        record.t_first_token = reader.first_token_time
-        record.prompt_tokens, record.completion_tokens = reader.prompt_tokens, reader.completion_tokens
-        record.finish_reason, record.error = reader.finish_reason, reader.error
+        try:
+            while line := raw.readline(b"\n"):
+                length += len(line)
+                reader.feed_line(line, stamp())
+            reader.finish(stamp())
+        finally:
+            # Keep what arrived even when the stream broke off: a hung request's record shows how far it got.
+            record.token_event_times = reader.token_event_times
+            record.t_first_token = reader.first_token_time
+            record.prompt_tokens, record.completion_tokens = reader.prompt_tokens, reader.completion_tokens
+            record.finish_reason, record.error = reader.finish_reason, reader.error
         return length
 
     def _fail_unreported(

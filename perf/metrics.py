@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import numpy as np
 
@@ -224,6 +224,16 @@ def _status_breakdown(records: Sequence[RequestRecord]) -> str:
     return ", ".join(f"{status or 'no response'} x{count}" for status, count in sorted(counts.items()))
 
 
+class _LimitCheck(NamedTuple):
+    what: str
+    accepted: float
+    offered: float
+    limit: int | None
+    burst_s: float
+    slack: float
+    """Accepted amount allowed beyond the limit and its burst."""
+
+
 def _above_limit_reasons(
     records: Sequence[RequestRecord],
     *,
@@ -239,17 +249,10 @@ def _above_limit_reasons(
     # One request's worth of slack: the server admits on its own clock, a few milliseconds off the sends'.
     per_request = accepted_tokens / served if served else 0.0
     checks = [
-        (
-            "requests",
-            float(accepted_requests),
-            float(len(records)),
-            expectation.limit_rpm,
-            expectation.burst_seconds,
-            1.0,
-        ),
-        (
+        _LimitCheck("requests", accepted_requests, len(records), expectation.limit_rpm, expectation.burst_seconds, 1.0),
+        _LimitCheck(
             "tokens",
-            float(accepted_tokens),
+            accepted_tokens,
             offered_tokens,
             expectation.limit_tpm,
             expectation.token_burst_seconds,

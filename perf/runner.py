@@ -120,6 +120,8 @@ def _limited_rate(scenario: Scenario, limits: tuple[int | None, int | None], mea
 def plan_run(request: LoadRequest, limits: tuple[int | None, int | None] = (None, None)) -> RunPlan:
     """The plan for a request; `limits` (RPM, TPM) size rate-limit scenarios."""
     scenario = request.scenario
+    if request.rate is not None and scenario.shape not in ("constant", "poisson"):
+        raise PlanError(f"--rate applies to open-loop scenarios (shape constant or poisson), not {scenario.shape}")
     users = request.users or scenario.users
     mix = request.mix or scenario.mix
     base = LoadSettings(
@@ -160,8 +162,6 @@ def plan_run(request: LoadRequest, limits: tuple[int | None, int | None] = (None
             steps = tuple(step.users or 0 for step in scenario.steps)
         users = max(steps)
         base = replace(base, steps=steps, step_duration=step_duration)
-    elif request.rate is not None:
-        raise PlanError(f"--rate applies to open-loop scenarios (shape constant or poisson), not {scenario.shape}")
     settings = replace(base, arrival=arrival, user_rate=rate / users if rate else 0.0)
     expectation = None
     if scenario.rate_limit is not None:

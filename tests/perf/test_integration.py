@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from perf.baseline import compare, load_baseline, save_baseline
 from perf.cli import main
 from perf.harness_capacity import measure
 from perf.records import RequestRecord, read_records
@@ -172,3 +173,51 @@ def test_master_and_two_workers(
 def test_harness_capacity_is_measured(start_trivial: TrivialFactory) -> None:
     report = measure(start_trivial(), seconds=3, users=8, stream=False)
     assert report["errors"] == 0 and report["requests_per_s"] > 200, report
+
+
+def test_a_stalled_stream_times_out_and_counts_as_hung(tmp_path: Path, start_trivial: TrivialFactory) -> None:
+    endpoint = start_trivial("--token-delay", "0.5")
+    scenario = _scenario(
+        tmp_path, name="stalled", users=2, duration="3s", requests=[{"api": "chat", "stream": True}], output_tokens=16
+    )
+    status = main(["--endpoint", endpoint, "--out", str(tmp_path), "--scenario", scenario, "--request-timeout", "1"])
+    records = read_records(tmp_path / "records.jsonl")
+    assert status == 0 and records
+    # 16 events half a second apart never finish within the 1 s timeout; the first ones did arrive.
+    assert all(record.hung and record.status == 200 and record.t_first_token is not None for record in records)
+    assert all(0.9 < record.t_end - record.t_send < 1.5 for record in records)
+    requests, _ = locust_counts(tmp_path)
+    assert requests == len(records)
+    assert "timeout" in (tmp_path / "locust_failures.csv").read_text()
+
+
+def test_baselines_through_the_command_line(
+    tmp_path: Path, start_trivial: TrivialFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = start_trivial()
+    unreachable = tmp_path / "unreachable.json"
+    save_baseline(unreachable, {**_STUB_SUMMARY, "requests_per_s": 1e9})
+    saved = tmp_path / "saved.json"
+    status, summary, _ = _load(
+        tmp_path / "run", endpoint, "--scenario", "smoke", "--duration", "3s",
+        "--save-baseline", str(saved), "--baseline", str(unreachable), "--tolerance", "10%",
+    )  # fmt: skip
+    output = capsys.readouterr().out
+    assert status == 1
+    assert "REGRESSED" in output and "regressed beyond tolerance" in output
+    assert load_baseline(saved)["metrics"]["requests_per_s"] == summary["requests_per_s"]
+    assert compare(load_baseline(saved), summary, 0.0).regressed is False
+
+
+_STUB_SUMMARY = {
+    "endpoint": "http://elsewhere",
+    "scenario": "smoke",
+    "users": 2,
+    "duration_s": 3.0,
+    "requests": 100,
+    "errors": 0,
+    "requests_per_s": 1.0,
+    "output_tokens_per_s": 1.0,
+    "ttft_ms": None,
+    "e2e_ms": None,
+}
