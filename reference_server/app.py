@@ -423,7 +423,8 @@ async def _info(request: Request) -> Response:
     body = ModelInfo(
         model_name=info.model_name, model_type=info.model_type, model_provider_name=info.model_provider_name
     )
-    return JSONResponse(body.model_dump(mode="json"))
+    headers = rate_limit_headers(state.rate_limiter.snapshot()) if state.rate_limiter is not None else None
+    return JSONResponse(body.model_dump(mode="json"), headers=headers)
 
 
 async def _openapi(request: Request) -> Response:

@@ -17,8 +17,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conformance.plugin import EmbeddedServer  # noqa: E402
-from reference_server.backends.llamacpp import embedded_model_path  # noqa: E402
+from conformance.plugin import EmbeddedServer
+from reference_server.backends.llamacpp import embedded_model_path
 
 PROMPT = "Write a long story about a lighthouse keeper."
 

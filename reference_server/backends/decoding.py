@@ -22,6 +22,7 @@ from reference_server.backends.base import Choice, FinishReason, GeneratedToken,
 __all__ = [
     "Aborted",
     "ChoiceAssembler",
+    "DecodedStep",
     "SequenceDecoder",
     "TokenModel",
     "log_softmax",
@@ -140,7 +141,7 @@ class ChoiceAssembler:
 
 
 @dataclass
-class _Step:
+class DecodedStep:
     """What the decoder produced for one generated token."""
 
     tokens: list[GeneratedToken]
@@ -194,7 +195,7 @@ class SequenceDecoder:
             probs = mask / mask.sum()
         return int(rng.choice(probs.shape[0], p=probs))
 
-    def sample_choice(self, prompt: list[int], seed: int | None) -> Iterator[_Step]:
+    def sample_choice(self, prompt: list[int], seed: int | None) -> Iterator[DecodedStep]:
         """Yields the streamable tokens after each generated token; the last step has the finish reason."""
         options = self.options
         # any integer is a valid seed on the wire; numpy wants a non-negative one
@@ -220,8 +221,8 @@ class SequenceDecoder:
             if stopped or token_id in options.stop_token_ids:
                 finish = "stop"
                 break
-            yield _Step(assembler.ready(), None)
-        yield _Step(assembler.rest(), finish)
+            yield DecodedStep(assembler.ready(), None)
+        yield DecodedStep(assembler.rest(), finish)
 
     def beam_search(self, prompt: list[int]) -> list[tuple[list[int], float, FinishReason]]:
         """Beam search of width best_of over the model's log-probabilities (temperature 0, D2).

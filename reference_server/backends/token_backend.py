@@ -24,7 +24,7 @@ from reference_server.backends.base import (
     Generation,
     SamplingOptions,
 )
-from reference_server.backends.decoding import Aborted, SequenceDecoder, TokenModel, mean_logprob
+from reference_server.backends.decoding import Aborted, DecodedStep, SequenceDecoder, TokenModel, mean_logprob
 
 __all__ = ["ModelSlot", "TokenBackend"]
 
@@ -149,7 +149,7 @@ class TokenBackend:
         for index in range(count):
             seed = None if decoder.options.seed is None else decoder.options.seed + index
             if self._first_token_delay_s or self._token_delay_s:
-                steps = []
+                steps: list[DecodedStep] = []
                 iterator = decoder.sample_choice(prompt_ids, seed)
                 while (step := await self._step(slot, iterator, not steps)) is not None:
                     steps.append(step)
