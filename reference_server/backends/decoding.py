@@ -51,6 +51,12 @@ class Aborted(Exception):
     """The request was aborted (client gone, server closing)."""
 
 
+def log_sum_exp(logits: Logits) -> float:
+    """log(sum(exp(logits))): a token's log-probability is its logit minus this."""
+    peak = float(np.max(logits))
+    return peak + math.log(float(np.sum(np.exp(logits - peak))))
+
+
 def log_softmax(logits: Logits) -> Logits:
     shifted = logits.astype(np.float64) - float(np.max(logits))
     result: Logits = (shifted - math.log(float(np.sum(np.exp(shifted))))).astype(np.float32)
@@ -160,22 +166,24 @@ class SequenceDecoder:
         special = not self.options.skip_special_tokens
         return self.model.token_bytes(token_id, special=special)
 
-    def _top_entries(self, logprobs: Logits, chosen: int) -> dict[str, float] | None:
+    def _top_entries(self, logits: Logits, normaliser: float, chosen: int) -> dict[str, float] | None:
         k = self.options.logprobs
         if k is None:
             return None
         entries: dict[str, float] = {}
         if k > 0:
-            top_ids = np.argpartition(-logprobs, k - 1)[:k] if k < logprobs.shape[0] else np.arange(logprobs.shape[0])
-            for token_id in sorted(top_ids.tolist(), key=lambda t: -float(logprobs[t])):
+            top_ids = np.argpartition(-logits, k - 1)[:k] if k < logits.shape[0] else np.arange(logits.shape[0])
+            for token_id in sorted(top_ids.tolist(), key=lambda t: -float(logits[t])):
                 key = self.model.token_bytes(int(token_id), special=True).decode("utf-8", errors="replace")
-                entries.setdefault(key, float(logprobs[token_id]))
+                entries.setdefault(key, float(logits[token_id]) - normaliser)
         chosen_key = self.model.token_bytes(chosen, special=True).decode("utf-8", errors="replace")
-        entries.setdefault(chosen_key, float(logprobs[chosen]))
+        entries.setdefault(chosen_key, float(logits[chosen]) - normaliser)
         return entries
 
     def _sample(self, logits: Logits, generated: list[int], rng: np.random.Generator) -> int:
         options = self.options
+        if options.temperature < 1e-4 and not options.presence_penalty:
+            return int(np.argmax(logits))  # greedy: no copy of the vocabulary-sized array
         adjusted = logits.astype(np.float64)
         if options.presence_penalty and generated:
             adjusted[np.unique(np.asarray(generated))] -= options.presence_penalty
@@ -209,14 +217,17 @@ class SequenceDecoder:
                 raise Aborted
             logits = self.model.next_logits(sequence)
             token_id = self._sample(logits, generated, rng)
-            logprobs = log_softmax(logits)
+            normaliser = log_sum_exp(logits)
             sequence.append(token_id)
             generated.append(token_id)
             if self.model.is_end_of_generation(token_id) and not options.ignore_eos:
                 finish = "stop"
                 break
             stopped = assembler.add(
-                token_id, self._piece(token_id), float(logprobs[token_id]), self._top_entries(logprobs, token_id)
+                token_id,
+                self._piece(token_id),
+                float(logits[token_id]) - normaliser,
+                self._top_entries(logits, normaliser, token_id),
             )
             if stopped or token_id in options.stop_token_ids:
                 finish = "stop"
@@ -265,12 +276,16 @@ class SequenceDecoder:
         assembler = ChoiceAssembler(stop=options.stop)
         sequence = list(prompt)
         for token_id in tokens:
-            logprobs = log_softmax(self.model.next_logits(sequence))
+            logits = self.model.next_logits(sequence)
+            normaliser = log_sum_exp(logits)
             sequence.append(token_id)
             if self.model.is_end_of_generation(token_id) and not options.ignore_eos:
                 break
             if assembler.add(
-                token_id, self._piece(token_id), float(logprobs[token_id]), self._top_entries(logprobs, token_id)
+                token_id,
+                self._piece(token_id),
+                float(logits[token_id]) - normaliser,
+                self._top_entries(logits, normaliser, token_id),
             ):
                 finish = "stop"
                 break
