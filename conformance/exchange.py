@@ -4,6 +4,7 @@ and the client that records them. Checks only ever look at exchanges: no I/O ins
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -52,8 +53,9 @@ class Exchange:
     transport_error: str | None = None
     stray_lines: list[str] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def json(self) -> Any:
+        # every check reads the body: parse it once
         try:
             return json.loads(self.body_text)
         except ValueError:

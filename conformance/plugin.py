@@ -25,6 +25,7 @@ import pytest
 
 from conformance.checks import RULES, CheckContext, run_checks
 from conformance.exchange import EndpointClient, Exchange
+from llamacert.environment import project_environment
 from spec.document import Strictness
 
 __all__ = [
@@ -216,9 +217,7 @@ class EmbeddedServer:
         ]
         if profile:
             command += ["--profile", profile]
-        root = Path(__file__).resolve().parent.parent
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(command, env=project_environment(), stderr=subprocess.PIPE, text=True)
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from conformance.plugin import EmbeddedServer
+from llamacert.environment import PROJECT_ROOT, project_environment
 from spec.profiles import get_profile
 
 __all__ = ["certify_main"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,9 +81,8 @@ def _run_conformance(args: argparse.Namespace, endpoint: str, api_key: str | Non
         command += ["--api-key", api_key]
     if args.quick:
         command.append("--quick")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     # pytest prints each rule group's file with its progress as it goes
-    subprocess.run(command, cwd=ROOT, env=env, check=False)
+    subprocess.run(command, cwd=ROOT, env=project_environment(), check=False)
     if not results.is_file():
         raise RuntimeError("the conformance suite did not write its results")
     document: dict[str, Any] = json.loads(results.read_text(encoding="utf-8"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import signal
 import socket
@@ -23,6 +22,7 @@ from typing import IO, Any, Final
 
 import httpx
 
+from llamacert.environment import project_environment
 from perf.metrics import (
     DEFAULT_BURST_SECONDS,
     RateLimitExpectation,
@@ -308,10 +308,8 @@ def _free_port() -> int:
 
 def subprocess_environment(api_key: str) -> dict[str, str]:
     """This process's environment for a Locust (or helper) subprocess: perf importable, the key in its variable."""
-    environment = dict(os.environ)
     # The locustfile imports perf.*; the project root must be importable whether or not llamacert is installed.
-    root = str(PERF_DIR.parent)
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [root, environment.get("PYTHONPATH")]))
+    environment = project_environment()
     environment[API_KEY_ENV] = api_key
     return environment
 

@@ -194,9 +194,10 @@ class _Routes:
         except ValidationError as exc:
             raise from_validation_error(exc) from None
         if isinstance(params, ChatCompletionRequest):
-            prompt = await state.backend.render_chat(_chat_turns(params))
+            turns = _chat_turns(params)
+            prompt = await state.backend.render_chat(turns)
             prompt_param = "messages"
-            texts = [turn.content for turn in _chat_turns(params)]
+            texts = [turn.content for turn in turns]
         else:
             assert isinstance(params, CompletionRequest)
             prompt = params.prompt

@@ -19,7 +19,6 @@ __all__ = [
     "FinishReason",
     "GeneratedToken",
     "Generation",
-    "PromptTooLong",
     "SamplingOptions",
 ]
 
@@ -107,19 +106,6 @@ class BackendInfo:
     model_provider_name: str
     context_length: int
     backend: str
-
-
-class PromptTooLong(ValueError):
-    """The prompt plus max_tokens does not fit the context (D22)."""
-
-    def __init__(self, prompt_tokens: int, max_tokens: int, context_length: int) -> None:
-        super().__init__(
-            f"the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}: "
-            f"{prompt_tokens + max_tokens} tokens exceed the model's context length of {context_length}"
-        )
-        self.prompt_tokens = prompt_tokens
-        self.max_tokens = max_tokens
-        self.context_length = context_length
 
 
 class BackendOverloaded(RuntimeError):

@@ -203,11 +203,13 @@ class SequenceDecoder:
             probs = mask / mask.sum()
         return int(rng.choice(probs.shape[0], p=probs))
 
-    def sample_choice(self, prompt: list[int], seed: int | None) -> Iterator[DecodedStep]:
-        """Yields the streamable tokens after each generated token; the last step has the finish reason."""
+    def sample_choice(self, prompt: list[int], index: int) -> Iterator[DecodedStep]:
+        """Choice `index`: the streamable tokens after each generated token; the last step has the finish reason."""
         options = self.options
-        # any integer is a valid seed on the wire; numpy wants a non-negative one
-        rng = np.random.default_rng(None if seed is None else seed % 2**64)
+        # each choice its own stream of the request's seed; any integer is a valid seed on the
+        # wire, numpy wants a non-negative one
+        seed = None if options.seed is None else (options.seed + index) % 2**64
+        rng = np.random.default_rng(seed)
         assembler = ChoiceAssembler(stop=options.stop)
         sequence = list(prompt)
         generated: list[int] = []

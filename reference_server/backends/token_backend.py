@@ -147,16 +147,15 @@ class TokenBackend:
     ) -> list[Choice]:
         choices: list[Choice] = []
         for index in range(count):
-            seed = None if decoder.options.seed is None else decoder.options.seed + index
             if self._first_token_delay_s or self._token_delay_s:
                 steps: list[DecodedStep] = []
-                iterator = decoder.sample_choice(prompt_ids, seed)
+                iterator = decoder.sample_choice(prompt_ids, index)
                 while (step := await self._step(slot, iterator, not steps)) is not None:
                     steps.append(step)
             else:
                 # one hop to the model's thread per choice, not per token: waking the event loop
                 # for every token steals a core from llama.cpp's busy-waiting threads
-                steps = await self._run(slot, list, decoder.sample_choice(prompt_ids, seed))
+                steps = await self._run(slot, list, decoder.sample_choice(prompt_ids, index))
             tokens = [token for step in steps for token in step.tokens]
             finish = steps[-1].finish_reason
             assert finish is not None
@@ -190,8 +189,7 @@ class TokenBackend:
             prompt_ids = await self._run(slot, self._tokenize, prompt)
             decoder = SequenceDecoder(slot.model, options, cancelled)
             for index in range(options.n):
-                seed = None if options.seed is None else options.seed + index
-                iterator = decoder.sample_choice(prompt_ids, seed)
+                iterator = decoder.sample_choice(prompt_ids, index)
                 first = True
                 try:
                     while (step := await self._step(slot, iterator, first)) is not None:

@@ -8,7 +8,6 @@ user would run it, and must fail on the defect's rule; against the unbroken serv
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import httpx
 import pytest
 import uvicorn
 
+from llamacert.environment import project_environment
 from reference_server.server import build_app
 from reference_server.settings import ServerSettings
 
@@ -321,8 +321,9 @@ def _run_suite(url: str, tests: str, kind: str, results: Path) -> subprocess.Com
         "-p",
         "no:randomly",
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=120, cwd=ROOT, env=project_environment(), check=False
+    )
 
 
 @pytest.fixture(scope="module")
