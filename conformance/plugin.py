@@ -211,8 +211,8 @@ class EmbeddedServer:
             "127.0.0.1",
             "--port",
             str(self.port),
-            "--api-key",
-            self.api_key,
+            # `=`: a key may begin with "-", which argparse would take for an option
+            f"--api-key={self.api_key}",
             *extra_args,
         ]
         if profile:

@@ -78,7 +78,7 @@ def _run_conformance(args: argparse.Namespace, endpoint: str, api_key: str | Non
         "addopts=",
     ]
     if api_key:
-        command += ["--api-key", api_key]
+        command.append(f"--api-key={api_key}")  # `=`: a key may begin with "-"
     if args.quick:
         command.append("--quick")
     # pytest prints each rule group's file with its progress as it goes
@@ -132,8 +132,7 @@ def certify_main(argv: list[str]) -> int:
                 [
                     "--endpoint",
                     endpoint,
-                    "--api-key",
-                    api_key or "",
+                    f"--api-key={api_key or ''}",
                     "--scenario",
                     "smoke",
                     "--duration",
@@ -158,8 +157,7 @@ def certify_main(argv: list[str]) -> int:
                     [
                         "--endpoint",
                         target,
-                        "--api-key",
-                        target_key or "",
+                        f"--api-key={target_key or ''}",
                         "--scenario",
                         "rate-limit",
                         "--profile",
