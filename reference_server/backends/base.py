@@ -58,12 +58,13 @@ class GeneratedToken:
 
     `text` is the token's share of the choice text: the tokens of a choice concatenate to its
     text exactly (a token that completes a multi-byte character carries the whole character; a
-    token cut by a stop string carries only the part before it).
+    token cut by a stop string carries only the part before it). `logprob` is None when the
+    request needs no log-probabilities (no logprobs asked for and no best_of ranking).
     """
 
     token_id: int
     text: str
-    logprob: float
+    logprob: float | None
     top_logprobs: dict[str, float] | None = None
 
 

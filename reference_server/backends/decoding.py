@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reference_server.backends.base import Choice, FinishReason, GeneratedToken, SamplingOptions
+from reference_server.backends.beam import BeamSearch, Hypothesis, ends_hypothesis
 
 __all__ = [
     "Aborted",
@@ -29,6 +30,11 @@ __all__ = [
 ]
 
 Logits = npt.NDArray[np.float32]
+
+# Requests without a seed share one generator: seeding a new one from the OS's entropy costs more
+# than sampling all of a short request's tokens. (A Generator locks its bit generator, so decoders
+# on different threads can share it.)
+_UNSEEDED = np.random.default_rng()
 
 
 class TokenModel(Protocol):
@@ -68,7 +74,7 @@ class _PendingToken:
     token_id: int
     start: int
     text: str
-    logprob: float
+    logprob: float | None
     top_logprobs: dict[str, float] | None
 
 
@@ -90,7 +96,7 @@ class ChoiceAssembler:
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
 
-    def add(self, token_id: int, piece: bytes, logprob: float, top: dict[str, float] | None) -> bool:
+    def add(self, token_id: int, piece: bytes, logprob: float | None, top: dict[str, float] | None) -> bool:
         """Add a token; True when a stop string has now ended the choice."""
         text = self._decoder.decode(piece)
         start = len(self.text)
@@ -161,6 +167,11 @@ class SequenceDecoder:
         self.model = model
         self.options = options
         self.cancelled = cancelled
+        # A token's log-probability costs a pass over the vocabulary: only compute it when it is
+        # returned (logprobs) or ranks the best_of candidates.
+        self.needs_logprobs = options.logprobs is not None or options.best_of > options.n
+        # what a request is charged for: every sampled token, discarded best_of candidates' too
+        self.sampled_tokens = 0
 
     def _piece(self, token_id: int) -> bytes:
         special = not self.options.skip_special_tokens
@@ -180,6 +191,13 @@ class SequenceDecoder:
         entries.setdefault(chosen_key, float(logits[chosen]) - normaliser)
         return entries
 
+    def _scored(self, logits: Logits, chosen: int) -> tuple[float | None, dict[str, float] | None]:
+        """The chosen token's log-probability and its top_logprobs entries (None when not needed)."""
+        if not self.needs_logprobs:
+            return None, None
+        normaliser = log_sum_exp(logits)
+        return float(logits[chosen]) - normaliser, self._top_entries(logits, normaliser, chosen)
+
     def _sample(self, logits: Logits, generated: list[int], rng: np.random.Generator) -> int:
         options = self.options
         if options.temperature < 1e-4 and not options.presence_penalty:
@@ -190,10 +208,12 @@ class SequenceDecoder:
         # below this, dividing by the temperature overflows: it is greedy decoding in all but name
         if options.temperature < 1e-4:
             return int(np.argmax(adjusted))
-        adjusted = adjusted / options.temperature
-        adjusted -= adjusted.max()
-        probs = np.exp(adjusted)
-        probs /= probs.sum()
+        if options.temperature != 1.0:
+            adjusted /= options.temperature
+        # the ufuncs' reduce directly: ndarray.max and .sum add a Python-level wrapper per token
+        adjusted -= np.maximum.reduce(adjusted)
+        probs = np.exp(adjusted, out=adjusted)
+        probs /= np.add.reduce(probs)
         if options.top_p < 1.0:
             order = np.argsort(-probs)
             cumulative = np.cumsum(probs[order])
@@ -201,15 +221,19 @@ class SequenceDecoder:
             mask = np.zeros_like(probs)
             mask[keep] = probs[keep]
             probs = mask / mask.sum()
-        return int(rng.choice(probs.shape[0], p=probs))
+        # The inverse-CDF draw of Generator.choice(p=probs), step for step (so a seed picks the same
+        # tokens as it did through choice), without choice's validation of p, which cost more than
+        # the draw itself.
+        cdf = probs.cumsum()
+        cdf /= cdf[-1]
+        return int(cdf.searchsorted(rng.random(), side="right"))
 
     def sample_choice(self, prompt: list[int], index: int) -> Iterator[DecodedStep]:
         """Choice `index`: the streamable tokens after each generated token; the last step has the finish reason."""
         options = self.options
         # each choice its own stream of the request's seed; any integer is a valid seed on the
         # wire, numpy wants a non-negative one
-        seed = None if options.seed is None else (options.seed + index) % 2**64
-        rng = np.random.default_rng(seed)
+        rng = _UNSEEDED if options.seed is None else np.random.default_rng((options.seed + index) % 2**64)
         assembler = ChoiceAssembler(stop=options.stop)
         sequence = list(prompt)
         generated: list[int] = []
@@ -218,77 +242,48 @@ class SequenceDecoder:
             if self.cancelled.is_set():
                 raise Aborted
             logits = self.model.next_logits(sequence)
+            self.sampled_tokens += 1
             token_id = self._sample(logits, generated, rng)
-            normaliser = log_sum_exp(logits)
             sequence.append(token_id)
             generated.append(token_id)
             if self.model.is_end_of_generation(token_id) and not options.ignore_eos:
                 finish = "stop"
                 break
-            stopped = assembler.add(
-                token_id,
-                self._piece(token_id),
-                float(logits[token_id]) - normaliser,
-                self._top_entries(logits, normaliser, token_id),
-            )
+            stopped = assembler.add(token_id, self._piece(token_id), *self._scored(logits, token_id))
             if stopped or token_id in options.stop_token_ids:
                 finish = "stop"
                 break
             yield DecodedStep(assembler.ready(), None)
         yield DecodedStep(assembler.rest(), finish)
 
-    def beam_search(self, prompt: list[int]) -> list[tuple[list[int], float, FinishReason]]:
-        """Beam search of width best_of over the model's log-probabilities (temperature 0, D2).
-
-        Returns the finished hypotheses best first, scored by mean token log-probability.
-        """
+    def beam_search(self, prompt: list[int]) -> list[Hypothesis]:
+        """Beam search of width best_of over the model's log-probabilities (temperature 0, D2), best first."""
         options = self.options
-        width = options.best_of
-        beams: list[tuple[list[int], float]] = [([], 0.0)]
-        finished: list[tuple[list[int], float, FinishReason]] = []
-        for _ in range(options.max_tokens):
-            if self.cancelled.is_set():
-                raise Aborted
-            candidates: list[tuple[list[int], float, bool]] = []
-            for tokens, score in beams:
-                logprobs = log_softmax(self.model.next_logits(prompt + tokens))
-                for token_id in np.argpartition(-logprobs, 2 * width)[: 2 * width].tolist():
-                    new_score = score + float(logprobs[token_id])
-                    ends = (self.model.is_end_of_generation(token_id) and not options.ignore_eos) or (
-                        token_id in options.stop_token_ids
-                    )
-                    candidates.append(([*tokens, int(token_id)], new_score, ends))
-            candidates.sort(key=lambda c: -c[1])
-            beams = []
-            for tokens, score, ends in candidates:
-                if ends:
-                    if len(finished) < width:
-                        finished.append((tokens, score, "stop"))
-                elif len(beams) < width:
-                    beams.append((tokens, score))
-            if len(finished) >= width or not beams:
-                break
-        finished.extend((tokens, score, "length") for tokens, score in beams)
-        finished.sort(key=lambda h: -h[1] / max(1, len(h[0])))
-        return finished[:width]
+        ends = ends_hypothesis(options, self.model.is_end_of_generation)
+        search = BeamSearch(options.best_of, options.max_tokens, ends)
+        wanted = search.candidates_per_beam
+        while not search.done:
+            candidates: list[list[tuple[int, float]]] = []
+            for tokens in search.pending():
+                if self.cancelled.is_set():
+                    raise Aborted
+                logprobs = log_softmax(self.model.next_logits(prompt + list(tokens)))
+                top = np.argpartition(-logprobs, wanted)[:wanted].tolist()
+                candidates.append([(int(token_id), float(logprobs[token_id])) for token_id in top])
+            search.advance(candidates)
+        return search.best()
 
-    def replay(self, prompt: list[int], tokens: list[int], finish: FinishReason) -> Choice:
+    def replay(self, prompt: list[int], tokens: Sequence[int], finish: FinishReason) -> Choice:
         """A choice from a known token sequence (beam search), with logprobs and stop strings applied."""
         options = self.options
         assembler = ChoiceAssembler(stop=options.stop)
         sequence = list(prompt)
         for token_id in tokens:
             logits = self.model.next_logits(sequence)
-            normaliser = log_sum_exp(logits)
             sequence.append(token_id)
             if self.model.is_end_of_generation(token_id) and not options.ignore_eos:
                 break
-            if assembler.add(
-                token_id,
-                self._piece(token_id),
-                float(logits[token_id]) - normaliser,
-                self._top_entries(logits, normaliser, token_id),
-            ):
+            if assembler.add(token_id, self._piece(token_id), *self._scored(logits, token_id)):
                 finish = "stop"
                 break
         kept = assembler.rest()
@@ -299,4 +294,9 @@ def mean_logprob(choice: Choice) -> float:
     """The best_of ranking score (D4): mean log-probability per token; an empty choice ranks last."""
     if not choice.tokens:
         return -math.inf
-    return sum(t.logprob for t in choice.tokens) / len(choice.tokens)
+    total = 0.0
+    for token in choice.tokens:
+        if token.logprob is None:
+            raise ValueError("best_of ranking needs the tokens' log-probabilities: decode with best_of > n")
+        total += token.logprob
+    return total / len(choice.tokens)

@@ -103,27 +103,40 @@ _IDS = {piece: index for index, piece in enumerate(_VOCABULARY)}
 _PIECE = re.compile(r"\s*[^\s.,]+|[.,]|\n|\s+")
 
 
+# Rows of logits the contexts are hashed onto: enough that text does not visibly repeat.
+_LOGIT_ROWS = 4096
+_CONTEXT_TOKENS = 4
+
+
 class SimulatedTokenModel:
     """Deterministic next-token logits from a hash of the last few tokens."""
 
     def __init__(self, mean_length: int = 24) -> None:
         self.mean_length = mean_length
         self.n_vocab = len(_VOCABULARY)
+        # Drawn once from a fixed seed: a fresh generator per token cost more than all the rest of a
+        # request, and load tests need this backend to be nearly free.
+        self._logit_rows = np.random.default_rng(0).normal(0.0, 2.0, (_LOGIT_ROWS, self.n_vocab)).astype(np.float32)
+        self._logit_rows[:, BOS] = -30.0
 
     def tokenize(self, text: str) -> list[int]:
         ids = [BOS]
         for piece in _PIECE.findall(text):
-            word = " " + piece.strip() if piece.strip() else piece
-            # unknown words map onto the vocabulary by hash: still one token each
-            digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
-            ids.append(_IDS.get(word, 2 + digest % len(_WORDS)))
+            stripped = piece.strip()
+            word = " " + stripped if stripped else piece
+            token_id = _IDS.get(word)
+            if token_id is None:
+                # unknown words map onto the vocabulary by hash: still one token each
+                digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
+                token_id = 2 + digest % len(_WORDS)
+            ids.append(token_id)
         return ids
 
     def next_logits(self, sequence: list[int]) -> Logits:
-        context = np.asarray(sequence[-4:], dtype=np.int64).tobytes()
-        seed = int.from_bytes(hashlib.blake2b(context, digest_size=8).digest(), "little")
-        logits = np.random.default_rng(seed).normal(0.0, 2.0, self.n_vocab).astype(np.float32)
-        logits[BOS] = -30.0
+        # token ids are below 256, so each is one byte of the context
+        context = bytes(sequence[-_CONTEXT_TOKENS:])
+        row = int.from_bytes(hashlib.blake2b(context, digest_size=8).digest(), "little") % _LOGIT_ROWS
+        logits: Logits = self._logit_rows[row].copy()
         # the chance of ending grows with length, so natural stops happen around mean_length
         generated = len(sequence) - (sequence.index(EOS) if EOS in sequence else 0)
         logits[EOS] = -8.0 + 16.0 * min(1.0, (generated % 97) / (2 * self.mean_length))

@@ -39,27 +39,6 @@ class ModelSlot:
     executor: ThreadPoolExecutor
 
 
-class _CountingModel:
-    """Counts next_logits calls of one request: every generated token, discarded candidates too."""
-
-    def __init__(self, inner: TokenModel) -> None:
-        self.inner = inner
-        self.sampled = 0
-
-    def next_logits(self, sequence: list[int]) -> Any:
-        self.sampled += 1
-        return self.inner.next_logits(sequence)
-
-    def token_bytes(self, token_id: int, *, special: bool) -> bytes:
-        return self.inner.token_bytes(token_id, special=special)
-
-    def is_end_of_generation(self, token_id: int) -> bool:
-        return self.inner.is_end_of_generation(token_id)
-
-    def is_special(self, token_id: int) -> bool:
-        return self.inner.is_special(token_id)
-
-
 class TokenBackend:
     """generate / stream / abort over a pool of TokenModel slots."""
 
@@ -165,21 +144,20 @@ class TokenBackend:
     async def generate(self, prompt: str, options: SamplingOptions, request_id: str) -> Generation:
         async with self._slot(request_id) as (slot, cancelled):
             prompt_ids = await self._run(slot, self._tokenize, prompt)
-            counting = _CountingModel(slot.model)
-            decoder = SequenceDecoder(counting, options, cancelled)
+            decoder = SequenceDecoder(slot.model, options, cancelled)
             if options.use_beam_search:
                 hypotheses = await self._run(slot, decoder.beam_search, prompt_ids)
                 choices = [
-                    await self._run(slot, decoder.replay, prompt_ids, tokens, finish)
-                    for tokens, _, finish in hypotheses[: options.n]
+                    await self._run(slot, decoder.replay, prompt_ids, hypothesis.tokens, hypothesis.finish_reason)
+                    for hypothesis in hypotheses[: options.n]
                 ]
-                generated = sum(len(tokens) for tokens, _, _ in hypotheses)
+                generated = sum(len(hypothesis.tokens) for hypothesis in hypotheses)
             else:
                 candidates = await self._sample_choices(slot, decoder, prompt_ids, options.best_of)
                 if options.best_of > options.n:
                     candidates = sorted(candidates, key=mean_logprob, reverse=True)[: options.n]
                 choices = candidates
-                generated = counting.sampled
+                generated = decoder.sampled_tokens
             for index, choice in enumerate(choices):
                 choice.index = index
             return Generation(choices=choices, prompt_tokens=len(prompt_ids), generated_tokens=generated)

@@ -1,7 +1,7 @@
 """The suite has teeth: a catalogue of deliberately broken endpoints, one per rule, each caught.
 
 Each broken endpoint is the reference server (simulated backend) behind an ASGI middleware that
-introduces one defect. The conformance suite runs against it over real HTTP in a subprocess, as a
+introduces one defect. `llamacert conform` runs against it over real HTTP in a subprocess, as a
 user would run it, and must fail on the defect's rule; against the unbroken server it must pass.
 """
 
@@ -298,11 +298,12 @@ class BackgroundServer:
 
 
 def _run_suite(url: str, tests: str, kind: str, results: Path) -> subprocess.CompletedProcess[str]:
+    """`llamacert conform` as a user runs it: its exit status and results file are what is judged."""
     command = [
         sys.executable,
         "-m",
-        "pytest",
-        str(ROOT / "conformance"),
+        "llamacert.cli",
+        "conform",
         "--endpoint",
         url,
         "--api-key",
@@ -316,8 +317,6 @@ def _run_suite(url: str, tests: str, kind: str, results: Path) -> subprocess.Com
         "--results-json",
         str(results),
         "-q",
-        "-p",
-        "no:cacheprovider",
         "-p",
         "no:randomly",
     ]

@@ -17,7 +17,8 @@ import yaml
 
 from perf.baseline import compare, load_baseline, save_baseline
 from perf.cli import main
-from perf.harness_capacity import measure
+from perf.harness_capacity import main as harness_capacity_main
+from perf.harness_capacity import measure, reference_simulated_endpoint
 from perf.records import RequestRecord, read_records
 from tests.perf.conftest import API_KEY, ReferenceFactory, TrivialFactory, locust_counts
 
@@ -173,6 +174,22 @@ def test_master_and_two_workers(
 def test_harness_capacity_is_measured(start_trivial: TrivialFactory) -> None:
     report = measure(start_trivial(), seconds=3, users=8, stream=False)
     assert report["errors"] == 0 and report["requests_per_s"] > 200, report
+
+
+def test_harness_capacity_against_the_reference_simulated_backend() -> None:
+    with reference_simulated_endpoint() as started:
+        report = measure(started.url, seconds=3, users=8, stream=False, api_key=started.api_key, server_pid=started.pid)
+    assert report["errors"] == 0 and report["ok"] == report["requests"] > 0, report
+    # the server was started here, so its CPU is accounted for, and the rest of the machine's
+    assert report["server_cpu_share"] > 0 and report["other_cpu_share"] >= 0, report
+
+
+def test_harness_capacity_reports_the_spread_of_repeated_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert harness_capacity_main(["--seconds", "2", "--users", "4", "--runs", "2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3 and all(line["errors"] == 0 for line in lines[:2])
+    assert lines[2]["runs"] == 2
+    assert lines[2]["min_requests_per_s"] <= lines[2]["median_requests_per_s"] <= lines[2]["max_requests_per_s"]
 
 
 def test_a_stalled_stream_times_out_and_counts_as_hung(tmp_path: Path, start_trivial: TrivialFactory) -> None:

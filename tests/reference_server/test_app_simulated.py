@@ -224,6 +224,36 @@ async def test_failing_filter_gives_content_filter_error(tmp_path: Path, stream:
         assert _returned(response, chat, stream)[1] == "content_filter_error"
 
 
+@pytest.mark.parametrize("chat", [False, True])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_prompt_the_filter_cannot_judge_is_not_answered(stream: bool, chat: bool) -> None:
+    # D24: nothing is generated from an unmoderated prompt; every choice ends content_filter_error
+    content = "please repeat LLAMACERT-TEST-FILTER-ERROR back"
+    base = {"messages": [{"role": "user", "content": content}]} if chat else {"prompt": content}
+    body = {**base, "max_tokens": 30, "n": 2, "stream": stream}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    route = "/v1/chat/completions" if chat else "/v1/completions"
+    async for client in _client(profile="serverless-llama31"):
+        response = await client.post(route, json=body, headers=AUTH)
+        assert response.status_code == 200
+        if stream:
+            events = _events(response.text)
+            assert events[-1] == "[DONE]"
+            chunks = events[:-1]
+            choices = [c["choices"][0] for c in chunks if c["choices"]]
+            assert sorted(c["index"] for c in choices) == [0, 1]
+            assert {c["finish_reason"] for c in choices} == {"content_filter_error"}
+            assert all((c["delta"].get("content") if chat else c["text"]) == "" for c in choices)
+            usage = chunks[-1]["usage"]
+        else:
+            payload = response.json()
+            assert [c["finish_reason"] for c in payload["choices"]] == ["content_filter_error"] * 2
+            assert all((c["message"]["content"] if chat else c["text"]) == "" for c in payload["choices"])
+            usage = payload["usage"]
+        assert usage["completion_tokens"] == 0 and usage["prompt_tokens"] > 0
+
+
 @pytest.mark.parametrize("route", ["/v1/chat/completions", "/chat/completions"])
 async def test_flagged_chat_prompt_is_400_content_filter(route: str) -> None:
     async for client in _client(profile="serverless-llama3"):

@@ -1,4 +1,4 @@
-"""The reference server over real HTTP on the real embedded model (llama.cpp + SmolLM2)."""
+"""The reference server over real HTTP on the real embedded model (SmolLM2), on llama.cpp and on vLLM."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from conformance.plugin import EmbeddedServer
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, skip_unless_installed
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 PROMPT = "The capital of France is"
@@ -54,8 +54,11 @@ def test_sampling_parameters_change_the_output(model_server: EmbeddedServer) -> 
         _complete(model_server, max_tokens=12, temperature=1.0, seed=11)["choices"][0]["text"] for _ in range(2)
     }
     assert len(same_seed) == 1
-    narrow = _complete(model_server, max_tokens=12, temperature=1.5, top_p=0.01, seed=5, ignore_eos=True)
-    assert narrow["choices"][0]["text"] == greedy  # top_p this small leaves only the most likely token
+    # top_p keeps the fewest tokens whose probabilities reach it; below 1/49,152 (SmolLM2's vocabulary)
+    # the most likely token alone always does (0.01 would not: at temperature 1.5 the top token can be
+    # less likely than that)
+    narrow = _complete(model_server, max_tokens=12, temperature=1.5, top_p=1e-5, seed=5, ignore_eos=True)
+    assert narrow["choices"][0]["text"] == greedy
     penalised = _complete(model_server, max_tokens=12, temperature=0, presence_penalty=2.0, ignore_eos=True)
     assert penalised["choices"][0]["text"] != greedy
 
@@ -180,8 +183,17 @@ def test_a_client_that_disconnects_frees_its_slot(model_server: EmbeddedServer) 
     assert quick["usage"]["completion_tokens"] == 4
 
 
-def test_full_queue_answers_503_with_retry_after(start_server: ServerFactory) -> None:
-    server = start_server("--max-waiting", "0", "--context-length", "2048")
+@pytest.mark.parametrize(
+    "backend_args",
+    [
+        pytest.param(["--backend", "llamacpp"], id="llamacpp"),
+        # one sequence at a time in the engine, so the second and third requests have nowhere to wait
+        pytest.param(["--backend", "vllm", "--engine-arg", "max_num_seqs=1"], id="vllm", marks=pytest.mark.vllm),
+    ],
+)
+def test_full_queue_answers_503_with_retry_after(start_server: ServerFactory, backend_args: list[str]) -> None:
+    skip_unless_installed(backend_args[1])
+    server = start_server(*backend_args, "--max-waiting", "0", "--context-length", "2048")
     body = {"prompt": PROMPT, "max_tokens": 400, "ignore_eos": True}
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         responses = list(pool.map(lambda _: _post(server, "/v1/completions", body), range(3)))
