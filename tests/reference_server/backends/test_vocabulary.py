@@ -14,6 +14,9 @@ from transformers import PreTrainedTokenizerFast
 
 from reference_server.backends.vocabulary import Vocabulary
 
+# transformers comes with vLLM: these run in `tox -e vllm`
+pytestmark = pytest.mark.vllm
+
 TEXTS = ["Hello world", "café au lait", "naïve 日本語 text", "emoji 🦙 and \n newlines\t tabs", "  leading spaces"]
 
 
@@ -60,3 +63,18 @@ def test_control_tokens_are_hidden_unless_asked_and_end_generation() -> None:
     assert vocabulary.is_end_of_generation(end) and vocabulary.is_end_of_generation(5)
     assert vocabulary.start_token == end  # no BOS: a prompt that tokenizes to nothing starts with EOS
     assert vocabulary.piece(vocabulary.size + 10, special=True) == b""
+
+
+@pytest.mark.slow
+def test_the_embedded_models_tokens_concatenate_to_the_text() -> None:
+    from transformers import AutoTokenizer
+
+    from reference_server.backends.hf_export import cached_export
+
+    tokenizer = AutoTokenizer.from_pretrained(str(cached_export()))
+    vocabulary = Vocabulary.from_tokenizer(tokenizer)
+    for text in [*TEXTS, "<|im_start|>user\nhi<|im_end|>"]:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        assert b"".join(vocabulary.piece(i, special=True) for i in ids) == text.encode("utf-8")
+    assert vocabulary.key(tokenizer.convert_tokens_to_ids("<|im_end|>")) == "<|im_end|>"
+    assert vocabulary.is_end_of_generation(tokenizer.eos_token_id)
