@@ -390,11 +390,16 @@ def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[
             gaps.append(f"load scenario {load.scenario!r} sent no requests")
         if load.rate_limit is None:
             continue
-        because = "; ".join(load.rate_limit.reasons) or "no reason given"
-        if load.rate_limit.verdict == "fail":
+        limit = load.rate_limit
+        measured = (
+            f"offered {limit.offered_rpm:,.1f} requests/min, accepted {limit.accepted_rpm:,.1f} requests/min "
+            f"and {limit.accepted_tpm:,.0f} tokens/min"
+        )
+        if limit.verdict == "fail":
+            because = "; ".join(limit.reasons) or measured
             failures.append(f"rate limit check in scenario {load.scenario!r} failed: {because}")
         else:
-            passes.append(f"rate limit check in scenario {load.scenario!r} passed: {because}")
+            passes.append(f"rate limit check in scenario {load.scenario!r} passed: {measured}")
     known = load_profiles().get(profile)
     if known is not None and known.has_rate_limits and not any(load.rate_limit for load in loads):
         rpm, tpm = known.requests_per_minute, known.tokens_per_minute

@@ -61,7 +61,8 @@ def test_every_rule_passing_or_skipped_and_rate_limit_passing_is_a_pass(
     report = build(make_passing(conformance))
     assert report.verdict.status == "PASS"
     assert report.verdict.reasons[0] == "all 13 rules passed or were skipped (2 skipped)"
-    assert report.verdict.reasons[1].startswith("rate limit check in scenario 'rate-limit' passed")
+    assert report.verdict.reasons[1].startswith("rate limit check in scenario 'rate-limit' passed: offered ")
+    assert "accepted" in report.verdict.reasons[1] and "tokens/min" in report.verdict.reasons[1]
 
 
 def test_missing_conformance_is_incomplete(build: ReportFactory) -> None:
