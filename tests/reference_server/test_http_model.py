@@ -15,6 +15,12 @@ from tests.conftest import ServerFactory, skip_unless_installed
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 PROMPT = "The capital of France is"
+# Each backend with room for one running request (with --max-waiting 0: none waiting either):
+# one llama.cpp context; one sequence at a time in vLLM's engine.
+ONE_SLOT_BACKENDS = [
+    pytest.param(["--backend", "llamacpp"], id="llamacpp"),
+    pytest.param(["--backend", "vllm", "--engine-arg", "max_num_seqs=1"], id="vllm", marks=pytest.mark.vllm),
+]
 
 
 def _post(server: EmbeddedServer, path: str, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
@@ -171,13 +177,7 @@ def test_concurrent_requests_are_correct(model_server: EmbeddedServer) -> None:
         assert result["choices"][0]["text"] == expected[index % 4]["choices"][0]["text"]
 
 
-@pytest.mark.parametrize(
-    "backend_args",
-    [
-        pytest.param(["--backend", "llamacpp"], id="llamacpp"),
-        pytest.param(["--backend", "vllm", "--engine-arg", "max_num_seqs=1"], id="vllm", marks=pytest.mark.vllm),
-    ],
-)
+@pytest.mark.parametrize("backend_args", ONE_SLOT_BACKENDS)
 def test_a_client_that_disconnects_frees_its_slot(start_server: ServerFactory, backend_args: list[str]) -> None:
     skip_unless_installed(backend_args[1])
     # room for exactly one request: the next one is served only once the abandoned one has let go
@@ -198,14 +198,7 @@ def test_a_client_that_disconnects_frees_its_slot(start_server: ServerFactory, b
     assert response.json()["usage"]["completion_tokens"] == 4
 
 
-@pytest.mark.parametrize(
-    "backend_args",
-    [
-        pytest.param(["--backend", "llamacpp"], id="llamacpp"),
-        # one sequence at a time in the engine, so the second and third requests have nowhere to wait
-        pytest.param(["--backend", "vllm", "--engine-arg", "max_num_seqs=1"], id="vllm", marks=pytest.mark.vllm),
-    ],
-)
+@pytest.mark.parametrize("backend_args", ONE_SLOT_BACKENDS)
 def test_full_queue_answers_503_with_retry_after(start_server: ServerFactory, backend_args: list[str]) -> None:
     skip_unless_installed(backend_args[1])
     server = start_server(*backend_args, "--max-waiting", "0", "--context-length", "2048")
