@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -152,6 +152,26 @@ class ChoiceAssembler:
         return out
 
 
+def add_generated(
+    assembler: ChoiceAssembler,
+    options: SamplingOptions,
+    is_end_of_generation: Callable[[int], bool],
+    token_id: int,
+    piece: bytes,
+    logprob: float | None,
+    top: dict[str, float] | None,
+) -> bool:
+    """Add a generated token to its choice; True when the token ends the choice.
+
+    Every backend ends a choice the same way: an end of generation ends it without joining the text
+    (unless ignore_eos), a completed stop string ends it with the text cut before the stop (D18),
+    and a stop token id ends it but stays in the text.
+    """
+    if is_end_of_generation(token_id) and not options.ignore_eos:
+        return True
+    return assembler.add(token_id, piece, logprob, top) or token_id in options.stop_token_ids
+
+
 @dataclass
 class DecodedStep:
     """What the decoder produced for one generated token."""
@@ -197,6 +217,13 @@ class SequenceDecoder:
             return None, None
         normaliser = log_sum_exp(logits)
         return float(logits[chosen]) - normaliser, self._top_entries(logits, normaliser, chosen)
+
+    def _add(self, assembler: ChoiceAssembler, logits: Logits, token_id: int) -> bool:
+        """Add a generated token to its choice (see add_generated); True when it ends the choice."""
+        piece = self._piece(token_id)
+        return add_generated(
+            assembler, self.options, self.model.is_end_of_generation, token_id, piece, *self._scored(logits, token_id)
+        )
 
     def _sample(self, logits: Logits, generated: list[int], rng: np.random.Generator) -> int:
         options = self.options
@@ -246,11 +273,7 @@ class SequenceDecoder:
             token_id = self._sample(logits, generated, rng)
             sequence.append(token_id)
             generated.append(token_id)
-            if self.model.is_end_of_generation(token_id) and not options.ignore_eos:
-                finish = "stop"
-                break
-            stopped = assembler.add(token_id, self._piece(token_id), *self._scored(logits, token_id))
-            if stopped or token_id in options.stop_token_ids:
+            if self._add(assembler, logits, token_id):
                 finish = "stop"
                 break
             yield DecodedStep(assembler.ready(), None)
@@ -281,9 +304,7 @@ class SequenceDecoder:
         for token_id in tokens:
             logits = self.model.next_logits(sequence)
             sequence.append(token_id)
-            if self.model.is_end_of_generation(token_id) and not options.ignore_eos:
-                break
-            if assembler.add(token_id, self._piece(token_id), *self._scored(logits, token_id)):
+            if self._add(assembler, logits, token_id):
                 finish = "stop"
                 break
         kept = assembler.rest()

@@ -40,7 +40,7 @@ from reference_server.backends.base import (
     SamplingOptions,
 )
 from reference_server.backends.beam import BeamSearch, ends_hypothesis
-from reference_server.backends.decoding import Aborted, ChoiceAssembler, mean_logprob
+from reference_server.backends.decoding import Aborted, ChoiceAssembler, add_generated, mean_logprob
 from reference_server.backends.hf_export import MODEL_CARD_FILE
 from reference_server.backends.vocabulary import Vocabulary
 
@@ -250,10 +250,16 @@ class VllmBackend:
     def _add_token(
         self, assembler: ChoiceAssembler, options: SamplingOptions, token_id: int, entries: Mapping[int, Any]
     ) -> bool:
-        """Add a generated token to the choice; True when it ends the choice (a stop string completes)."""
-        piece = self._vocabulary.piece(token_id, special=not options.skip_special_tokens)
-        top = self._top_entries(entries, token_id, options.logprobs)
-        return assembler.add(token_id, piece, float(entries[token_id].logprob), top)
+        """Add a generated token to the choice, with its logprobs from `entries`; True when it ends the choice."""
+        return add_generated(
+            assembler,
+            options,
+            self._vocabulary.is_end_of_generation,
+            token_id,
+            self._vocabulary.piece(token_id, special=not options.skip_special_tokens),
+            float(entries[token_id].logprob),
+            self._top_entries(entries, token_id, options.logprobs),
+        )
 
     async def _choice_steps(
         self, prompt_ids: list[int], options: SamplingOptions, request_id: str, index: int
@@ -277,13 +283,7 @@ class VllmBackend:
                     completion = output.outputs[0]
                     for position, token_id in enumerate(completion.token_ids):
                         generated += 1
-                        if self._vocabulary.is_end_of_generation(token_id) and not options.ignore_eos:
-                            finish, ended = "stop", True
-                            break
-                        entries = completion.logprobs[position]
-                        if self._add_token(assembler, options, token_id, entries) or (
-                            token_id in options.stop_token_ids
-                        ):
+                        if self._add_token(assembler, options, token_id, completion.logprobs[position]):
                             finish, ended = "stop", True
                             break
                     if ended:
@@ -355,8 +355,6 @@ class VllmBackend:
             assembler = ChoiceAssembler(stop=options.stop)
             finish = hypothesis.finish_reason
             for position, token_id in enumerate(hypothesis.tokens):
-                if self._vocabulary.is_end_of_generation(token_id) and not options.ignore_eos:
-                    break
                 if self._add_token(assembler, options, token_id, seen[hypothesis.tokens[:position]]):
                     finish = "stop"
                     break
