@@ -287,11 +287,11 @@ class _Routes:
             token.text = token.text[: outcome.safe_length - length]
             length += len(token.text)
             kept.append(token)
-        return Choice(choice.index, "".join(t.text for t in kept), kept, outcome.finish_reason)
+        return Choice(choice.index, kept, outcome.finish_reason)
 
     async def _generate(self, state: AppState, prepared: _Prepared) -> Generation:
         if prepared.prompt_unmoderated:
-            empty = [Choice(index, "", [], "content_filter_error") for index in range(prepared.options.n)]
+            empty = [Choice(index, [], "content_filter_error") for index in range(prepared.options.n)]
             return Generation(choices=empty, prompt_tokens=prepared.prompt_tokens, generated_tokens=0)
         return await state.backend.generate(prepared.prompt, prepared.options, prepared.request_id)
 

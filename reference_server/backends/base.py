@@ -73,9 +73,13 @@ class Choice:
     """One finished choice."""
 
     index: int
-    text: str
     tokens: list[GeneratedToken]
     finish_reason: FinishReason
+
+    @property
+    def text(self) -> str:
+        """The choice's text: its tokens' texts joined, so the two can never disagree."""
+        return "".join(token.text for token in self.tokens)
 
 
 @dataclass

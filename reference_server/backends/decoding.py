@@ -308,7 +308,7 @@ class SequenceDecoder:
                 finish = "stop"
                 break
         kept = assembler.rest()
-        return Choice(index=0, text="".join(t.text for t in kept), tokens=kept, finish_reason=finish)
+        return Choice(index=0, tokens=kept, finish_reason=finish)
 
 
 def mean_logprob(choice: Choice) -> float:

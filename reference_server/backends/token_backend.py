@@ -138,7 +138,7 @@ class TokenBackend:
             tokens = [token for step in steps for token in step.tokens]
             finish = steps[-1].finish_reason
             assert finish is not None
-            choices.append(Choice(index, "".join(t.text for t in tokens), tokens, finish))
+            choices.append(Choice(index, tokens, finish))
         return choices
 
     async def generate(self, prompt: str, options: SamplingOptions, request_id: str) -> Generation:

@@ -306,7 +306,7 @@ class VllmBackend:
             finish = step.finish_reason or finish
             generated += step.generated
         assert finish is not None
-        return Choice(index, "".join(t.text for t in tokens), tokens, finish), generated
+        return Choice(index, tokens, finish), generated
 
     async def _next_token_entries(
         self, sequence: list[int], width: int, request_id: str, engine_id: str
@@ -359,7 +359,7 @@ class VllmBackend:
                     finish = "stop"
                     break
             kept = assembler.rest()
-            choices.append(Choice(index, "".join(t.text for t in kept), kept, finish))
+            choices.append(Choice(index, kept, finish))
         return choices, sum(len(h.tokens) for h in hypotheses)
 
     async def generate(self, prompt: str, options: SamplingOptions, request_id: str) -> Generation:
