@@ -34,6 +34,7 @@ from reference_server.backends.base import (
     SamplingOptions,
 )
 from reference_server.errors import ApiError, error_response, from_validation_error
+from reference_server.metrics import ServerMetrics, install_metrics
 from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
 from reference_server.safety import ContentSafety, StreamModerator
 from reference_server.settings import ServerSettings
@@ -73,6 +74,7 @@ class AppState:
     rate_limiter: RateLimiter | None
     safety: ContentSafety | None
     openapi_json: bytes = field(default_factory=lambda: json.dumps(load_document()).encode())
+    metrics: ServerMetrics | None = None
 
 
 def _state(request: Request) -> AppState:
@@ -236,6 +238,8 @@ class _Routes:
             estimate = prompt_tokens + params.max_tokens * max(params.n, options.best_of)
             admission = state.rate_limiter.admit(estimate)
             if isinstance(admission, Rejection):
+                if state.metrics is not None:
+                    state.metrics.count_rejection(admission.reason)
                 rejection_headers = rate_limit_headers(state.rate_limiter.snapshot(), admission)
                 if admission.reason == "too_large":
                     raise ApiError(
@@ -270,6 +274,8 @@ class _Routes:
             raise
 
     def _settle(self, state: AppState, prepared: _Prepared, generated_tokens: int) -> None:
+        if state.metrics is not None:
+            state.metrics.count_tokens(prepared.prompt_tokens, generated_tokens)
         if state.rate_limiter is not None and prepared.ticket is not None:
             state.rate_limiter.settle(prepared.ticket, prepared.prompt_tokens + generated_tokens)
 
@@ -532,4 +538,5 @@ def create_app(
     }
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety)
+    app.state.llamacert.metrics = install_metrics(app, rate_limiter)
     return app
