@@ -11,7 +11,6 @@ import contextlib
 import hmac
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +18,13 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.middleware import Middleware
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from reference_server.admission import GenerationGate, Permit
 from reference_server.backends.base import (
     Backend,
     BackendOverloaded,
@@ -33,7 +35,10 @@ from reference_server.backends.base import (
     Generation,
     SamplingOptions,
 )
+from reference_server.drain import Drain
+from reference_server.edge import BodyLimits, read_json_object, refuse_costly_stops
 from reference_server.errors import ApiError, error_response, from_validation_error
+from reference_server.faults import FaultBarrier, request_id_of
 from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
 from reference_server.safety import ContentSafety, StreamModerator
 from reference_server.settings import ServerSettings
@@ -72,7 +77,13 @@ class AppState:
     api_key: str
     rate_limiter: RateLimiter | None
     safety: ContentSafety | None
+    gate: GenerationGate
+    drain: Drain = field(default_factory=Drain)
     openapi_json: bytes = field(default_factory=lambda: json.dumps(load_document()).encode())
+
+    @property
+    def body_limits(self) -> BodyLimits:
+        return BodyLimits(self.settings.max_body_bytes, self.settings.max_json_depth, self.settings.body_timeout_s)
 
 
 def _state(request: Request) -> AppState:
@@ -89,33 +100,6 @@ def _authenticate(request: Request, api_key: str) -> None:
     # constant time: the comparison must not leak how much of a guessed key was right
     if not hmac.compare_digest(supplied.encode(), api_key.encode()):
         raise ApiError(401, "invalid_api_key", "the key is not valid for this endpoint")
-
-
-async def _read_json(request: Request, limit: int) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"the request body is {declared} bytes; the limit is {limit} bytes")
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise ApiError(413, "payload_too_large", f"the request body exceeds the limit of {limit} bytes")
-    except ClientDisconnect:
-        raise ApiError(400, "invalid_request", "the client went away before sending the whole body") from None
-    if not body:
-        raise ApiError(400, "invalid_request", "the request body is empty; send a JSON object")
-
-    def refuse_constant(name: str) -> None:
-        raise ValueError(f"{name} is not valid JSON")
-
-    try:
-        data = json.loads(body, parse_constant=refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_request", "the request body must be a JSON object")
-    return data
 
 
 def _sampling_options(params: GenerationParameters) -> SamplingOptions:
@@ -195,12 +179,13 @@ class _Routes:
 
     async def _prepare(self, request: Request, state: AppState) -> _Prepared:
         _authenticate(request, state.api_key)
-        data = await _read_json(request, state.settings.max_body_bytes)
+        data = await read_json_object(request, state.body_limits)
         model_class = ChatCompletionRequest if self.chat else CompletionRequest
         try:
             params: GenerationParameters = model_class.model_validate(data)
         except ValidationError as exc:
             raise from_validation_error(exc) from None
+        refuse_costly_stops(params.stop_sequences, state.settings.max_stop_chars)
         if isinstance(params, ChatCompletionRequest):
             turns = _chat_turns(params)
             prompt = await state.backend.render_chat(turns)
@@ -249,25 +234,41 @@ class _Routes:
             ticket = admission
             limit_headers = rate_limit_headers(state.rate_limiter.snapshot())
         prefix = "chatcmpl" if self.chat else "cmpl"
-        request_id = f"{prefix}-{uuid.uuid4().hex}"
+        request_id = f"{prefix}-{request_id_of(request)}"
         return _Prepared(
             params, options, prompt, prompt_tokens, request_id, ticket, limit_headers, not prompt_moderated
         )
 
     async def handle(self, request: Request) -> Response:
         state = _state(request)
+        if state.drain.draining:
+            raise state.drain.refusal()
         prepared = await self._prepare(request, state)
         try:
-            if prepared.params.stream:
-                return StreamingResponse(
-                    self._stream(state, prepared),
-                    media_type="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **prepared.limit_headers},
-                )
-            return await self._complete(state, prepared)
+            # admitted (or refused with 503) before any status is sent, streamed or not (D26)
+            permit = await state.gate.admit()
         except BaseException:
             self._settle(state, prepared, 0)
             raise
+        if prepared.params.stream:
+            return _AdmittedStream(
+                permit,
+                self._stream(state, prepared),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **prepared.limit_headers},
+            )
+        try:
+            async with state.drain.deadline():
+                return await self._complete(state, prepared)
+        except TimeoutError:
+            if not state.drain.expired():
+                raise
+            raise state.drain.refusal() from None
+        except BaseException:
+            self._settle(state, prepared, 0)
+            raise
+        finally:
+            permit.release()
 
     def _settle(self, state: AppState, prepared: _Prepared, generated_tokens: int) -> None:
         if state.rate_limiter is not None and prepared.ticket is not None:
@@ -395,29 +396,30 @@ class _Routes:
         moderators: dict[int, StreamModerator] = {}
         finished: set[int] = set()
         try:
-            async for delta in self._deltas(state, prepared):
-                if delta.index in finished:
-                    continue
-                tokens = delta.tokens
-                finish_reason = delta.finish_reason
-                if state.safety is not None:
-                    moderator = moderators.setdefault(delta.index, state.safety.stream_moderator())
-                    tokens, finish_reason = await moderator.step(tokens, finish_reason)
-                if not tokens and finish_reason is None:
-                    continue
-                completion_tokens += len(tokens)
-                offset = offsets.get(delta.index, 0)
-                text = "".join(t.text for t in tokens)
-                offsets[delta.index] = offset + len(text)
-                first = delta.index not in started
-                started.add(delta.index)
-                logprobs = _logprobs(tokens, offset) if want_logprobs else None
-                yield self._chunk(prepared, model_name, created, delta.index, text, finish_reason, logprobs, first)
-                if finish_reason is not None:
-                    finished.add(delta.index)
-                    # a filtered choice's backend generation runs on; stop once every choice is done
-                    if finish_reason.startswith("content_filter") and len(finished) == prepared.options.n:
-                        break
+            async with state.drain.deadline():
+                async for delta in self._deltas(state, prepared):
+                    if delta.index in finished:
+                        continue
+                    tokens = delta.tokens
+                    finish_reason = delta.finish_reason
+                    if state.safety is not None:
+                        moderator = moderators.setdefault(delta.index, state.safety.stream_moderator())
+                        tokens, finish_reason = await moderator.step(tokens, finish_reason)
+                    if not tokens and finish_reason is None:
+                        continue
+                    completion_tokens += len(tokens)
+                    offset = offsets.get(delta.index, 0)
+                    text = "".join(t.text for t in tokens)
+                    offsets[delta.index] = offset + len(text)
+                    first = delta.index not in started
+                    started.add(delta.index)
+                    logprobs = _logprobs(tokens, offset) if want_logprobs else None
+                    yield self._chunk(prepared, model_name, created, delta.index, text, finish_reason, logprobs, first)
+                    if finish_reason is not None:
+                        finished.add(delta.index)
+                        # a filtered choice's backend generation runs on; stop once every choice is done
+                        if finish_reason.startswith("content_filter") and len(finished) == prepared.options.n:
+                            break
             if prepared.params.include_usage_in_stream:
                 usage = Usage(
                     prompt_tokens=prepared.prompt_tokens,
@@ -432,6 +434,15 @@ class _Routes:
         except (asyncio.CancelledError, GeneratorExit):
             await state.backend.abort(prepared.request_id)
             raise
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                await state.backend.abort(prepared.request_id)
+            ended = (
+                state.drain.refusal()
+                if state.drain.expired()
+                else ApiError(500, "server_error", "generation failed: TimeoutError")
+            )
+            yield f"data: {json.dumps(ended.body())}\n\n"
         except BackendOverloaded as exc:
             error = ApiError(503, "overloaded", str(exc))
             yield f"data: {json.dumps(error.body())}\n\n"
@@ -459,7 +470,9 @@ async def _openapi(request: Request) -> Response:
 
 
 async def _health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "backend": _state(request).backend.info.backend})
+    state = _state(request)
+    # in_flight: requests admitted to generation or waiting for it (zero on an idle server)
+    return JSONResponse({"status": "ok", "backend": state.backend.info.backend, "in_flight": state.gate.in_flight})
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -489,9 +502,18 @@ async def _overloaded(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(503, "overloaded", str(exc), headers={"Retry-After": str(retry)}))
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # A bug of ours: the client still gets the envelope, never a traceback.
-    return error_response(ApiError(500, "server_error", f"internal error ({type(exc).__name__})"))
+class _AdmittedStream(StreamingResponse):
+    """A stream holding a generation permit: released when the response ends, even if it never started."""
+
+    def __init__(self, permit: Permit, content: AsyncIterator[str], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._permit = permit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._permit.release()
 
 
 def create_app(
@@ -528,8 +550,11 @@ def create_app(
         ApiError: _api_error,
         HTTPException: _http_error,
         BackendOverloaded: _overloaded,
-        Exception: _unexpected,
     }
-    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
-    app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety)
+    # the fault barrier answers whatever no handler took: a 500 envelope on a connection that stays open
+    app = Starlette(
+        routes=routes, exception_handlers=handlers, middleware=[Middleware(FaultBarrier)], lifespan=lifespan
+    )
+    gate = GenerationGate(backend.info.concurrency, settings.max_waiting, settings.slot_wait_s)
+    app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety, gate)
     return app
