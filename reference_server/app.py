@@ -20,8 +20,8 @@ from reference_server.backends.base import Backend, BackendOverloaded
 from reference_server.chat import ChatApi
 from reference_server.completions import CompletionsApi
 from reference_server.errors import ApiError, error_response
+from reference_server.moderation import ContentSafety
 from reference_server.ratelimit import RateLimiter, rate_limit_headers
-from reference_server.safety import ContentSafety
 from reference_server.serving import ApiFamily, AppState, GenerationEndpoint, app_state, authenticate
 from reference_server.settings import ServerSettings
 from spec.models import ModelInfo

@@ -32,8 +32,8 @@ from reference_server.backends.base import (
     SamplingOptions,
 )
 from reference_server.errors import ApiError, from_validation_error
+from reference_server.moderation import ContentSafety, StreamModerator
 from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
-from reference_server.safety import ContentSafety, StreamModerator
 from reference_server.settings import ServerSettings
 from spec.document import load_document
 from spec.models import FinishReason, GenerationParameters, Logprobs, Usage
