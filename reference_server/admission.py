@@ -3,7 +3,7 @@
 At most `capacity` requests generate at once (the backend's slots). Beyond that, up to
 `max_waiting` requests wait, in arrival order, at most `wait_s` seconds each; any other is refused
 with 503 and Retry-After. A stream is admitted before its 200 is sent, so an overloaded server
-answers streamed and non-streamed requests alike (spec/DECISIONS.md D26).
+answers streamed and non-streamed requests alike (spec/DECISIONS.md D56).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The server stops accepting connections, then running requests have `drain_timeou
 When the deadline passes, every request still generating is ended by the deadline it entered with
 `Drain.deadline()`: a stream then sends an in-band `shutting_down` error and `[DONE]`, a
 non-streamed request gets 503 with Retry-After. Requests arriving while draining get that 503 at
-once (spec/DECISIONS.md D27).
+once (spec/DECISIONS.md D57).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Everything a client can put in a body is refused here with a 4xx that names the 
 a body too large (413) or too slow (408), another media type, bytes that are not UTF-8, nesting
 deeper than the limit, duplicate keys, NaN/Infinity (also as an overflowing number like 1e999),
 integers outside 64 bits and text holding lone surrogates (which no encoder can write out). The
-pydantic models then see only plain, finite, encodable JSON values (spec/DECISIONS.md D25).
+pydantic models then see only plain, finite, encodable JSON values (spec/DECISIONS.md D55).
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ async def read_json_object(request: Request, limits: BodyLimits) -> dict[str, An
 
 
 def refuse_costly_stops(stop_sequences: list[str], max_chars: int) -> None:
-    """Every token is matched against every stop string: their length is a cost the server bounds (D25)."""
+    """Every token is matched against every stop string: their length is a cost the server bounds (D55)."""
     for index, stop in enumerate(stop_sequences):
         if len(stop) > max_chars:
             raise ApiError(

@@ -54,7 +54,7 @@ class ServerSettings(BaseSettings):
         gt=0,
         description="Longest a request waits for a generation slot; then 503 with Retry-After (never a 200 first).",
     )
-    # --- edge limits: what one client may cost before generation starts (spec/DECISIONS.md D25) ---
+    # --- edge limits: what one client may cost before generation starts (spec/DECISIONS.md D55) ---
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
     max_json_depth: int = Field(
         default=32, ge=4, le=256, description="Bodies nesting arrays/objects deeper get 400 (checked before parsing)."
