@@ -36,10 +36,9 @@ def test_every_setting_has_a_flag_with_help() -> None:
 
 
 def test_flags_become_typed_settings() -> None:
-    namespace = _parser().parse_args(
-        ["--port", "0", "--rpm", "12", "--no-content-safety", "--model", "m.gguf", "--engine-arg", "dtype=float32"]
-        + ["--engine-arg", "tensor_parallel_size=2", "--api-key", "k", "--profile", "serverless-llama31"]
-    )
+    flags = ["--port", "0", "--rpm", "12", "--no-content-safety", "--model", "m.gguf", "--api-key", "k"]
+    engine = ["--engine-arg", "dtype=float32", "--engine-arg", "tensor_parallel_size=2"]
+    namespace = _parser().parse_args([*flags, *engine, "--profile", "serverless-llama31"])
     settings = ServerSettings(**settings_from_flags(ServerSettings, namespace))
     assert (settings.port, settings.requests_per_minute, settings.content_safety) == (0, 12, False)
     assert settings.model == Path("m.gguf")
