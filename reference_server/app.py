@@ -32,7 +32,7 @@ from spec.routes import GENERATION_ROUTES, Api, info_path
 
 __all__ = ["create_app"]
 
-API_FAMILIES: dict[Api, ApiFamily] = {"completion": CompletionsApi(), "chat": ChatApi()}
+_API_FAMILIES: dict[Api, ApiFamily] = {"completion": CompletionsApi(), "chat": ChatApi()}
 
 
 async def _info(request: Request) -> Response:
@@ -101,7 +101,7 @@ def create_app(
         finally:
             await backend.close()
 
-    endpoints = {api: GenerationEndpoint(family) for api, family in API_FAMILIES.items()}
+    endpoints = {api: GenerationEndpoint(family) for api, family in _API_FAMILIES.items()}
     routes = [
         *(Route(route.path, endpoints[route.api].handle, methods=["POST"]) for route in GENERATION_ROUTES),
         Route(info_path(), _info, methods=["GET"]),
