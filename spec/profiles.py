@@ -25,6 +25,7 @@ class Profile(BaseModel):
     tokens_per_minute: int | None = Field(ge=1, description="TPM per deployment; None: no platform limit.")
     max_concurrent_requests: int | None = Field(ge=1, description="Concurrent requests cap; None: none.")
     content_safety: Literal["required", "optional"]
+    requires: list[str] = Field(description="Glob patterns of the conformance rule ids a verdict needs.")
     source: str = Field(alias="x-source")
 
     @property
