@@ -1,7 +1,7 @@
 """The conformance rules, one module per group, in one registry; `judge` runs them over recorded exchanges.
 
-    from conformance.rules import JudgeContext, judge
-    outcomes = judge(exchanges, JudgeContext(strictness, profile))
+from conformance.rules import JudgeContext, judge
+outcomes = judge(exchanges, JudgeContext(strictness, profile))
 """
 
 from conformance.rules import (  # noqa: F401  (importing a group module registers its rules)

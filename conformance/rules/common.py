@@ -39,9 +39,7 @@ def refused_valid_request(exchange: Exchange, feature: str) -> None:
     if exchange.status is None or not 200 <= exchange.status < 300:
         note = f" ({exchange.label.note})" if exchange.label and exchange.label.note else ""
         got = f"status {exchange.status}" if exchange.status is not None else exchange.transport_error
-        raise CheckFailure(
-            f"a valid request using {feature}{note} was not served: {got}: {exchange.excerpt(200)}"
-        )
+        raise CheckFailure(f"a valid request using {feature}{note} was not served: {got}: {exchange.excerpt(200)}")
 
 
 def success_body(exchange: Exchange, feature: str | None = None) -> dict[str, Any]:

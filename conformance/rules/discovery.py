@@ -47,8 +47,8 @@ def _openapi(parts: Mapping[str, Exchange], context: JudgeContext) -> None:
     if not isinstance(version, str) or not isinstance(paths, dict):
         raise CheckFailure(f"{exchange.request.path} is not an OpenAPI document (keys {sorted(document)[:8]})")
     served = exchange.label.expect.get("paths", []) if exchange.label else []
-    missing = [
-        path for path in served if not isinstance(paths.get(path), dict) or "post" not in paths[path]
-    ]
+    missing = [path for path in served if not isinstance(paths.get(path), dict) or "post" not in paths[path]]
     if missing:
-        raise CheckFailure(f"the OpenAPI document does not describe POST {', '.join(missing)}, which the endpoint serves")
+        raise CheckFailure(
+            f"the OpenAPI document does not describe POST {', '.join(missing)}, which the endpoint serves"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from conformance.exchange import Exchange
@@ -109,7 +110,8 @@ def _malformed(parts: Mapping[str, Exchange], context: JudgeContext) -> None:
 
 @probe_rule(
     "errors.invalid_parameter",
-    "an invalid type or out-of-range value gets 400 whose error.param names the parameter (compat: 422, or named in the message)",
+    "an invalid type or out-of-range value gets 400 whose error.param names the parameter "
+    "(compat: 422, or the name in the message)",
     ["D14", "#/components/schemas/ErrorBody/properties/param"],
     probe="invalid_parameter",
 )
@@ -122,7 +124,8 @@ def _invalid_parameter(parts: Mapping[str, Exchange], context: JudgeContext) -> 
         return
     error = error_object(exchange)
     param = error.get("param")
-    named = param == expected or (isinstance(param, str) and param.split(".")[-1].split("[")[0] == expected)
+    # a nested path names its parameter too: "messages.0.role" or "messages[0].role" for messages
+    named = isinstance(param, str) and expected in {param, re.split(r"[.\[]", param)[0], param.rsplit(".", 1)[-1]}
     if not named and context.strictness is Strictness.COMPAT:
         named = expected in str(error.get("message") or exchange.body_text)
     if not named:

@@ -14,7 +14,8 @@ __all__: list[str] = []
 
 @exchange_rule(
     "logprobs.lengths",
-    "a valid request with logprobs is served, and tokens, token_logprobs, top_logprobs, text_offsets have one entry per token",
+    "a valid request with logprobs is served, and tokens, token_logprobs, top_logprobs, text_offsets "
+    "have one entry per token",
     ["#/components/schemas/Logprobs"],
 )
 def _lengths(exchange: Exchange, context: JudgeContext) -> None:

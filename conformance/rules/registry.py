@@ -9,10 +9,9 @@ rule: the same functions judge a live run, a load test's responses, and saved ex
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from conformance.exchange import Exchange
 from conformance.rules.sources import resolve_source
@@ -87,21 +86,17 @@ class Rule:
     @property
     def profiles(self) -> tuple[str, ...]:
         """The profiles of spec/profiles.yaml that require this rule (by their `requires` patterns)."""
-        return tuple(name for name, profile in load_profiles().items() if _matches(profile, self.rule_id))
+        return tuple(name for name, profile in load_profiles().items() if profile.requires_rule(self.rule_id))
 
     def applies(self, context: JudgeContext) -> bool:
         """The rule judges exchanges under this context's strictness and profile."""
         if context.strictness not in self.strictness:
             return False
-        return context.profile is None or _matches(context.profile, self.rule_id)
+        return context.profile is None or context.profile.requires_rule(self.rule_id)
 
     def required(self, context: JudgeContext) -> bool:
         """A verdict for the context's profile needs this rule's evidence."""
         return self.severity == "required" and self.applies(context) and context.profile is not None
-
-
-def _matches(profile: Profile, rule_id: str) -> bool:
-    return any(fnmatch.fnmatchcase(rule_id, pattern) for pattern in profile.requires)
 
 
 RULES: dict[str, Rule] = {}
@@ -178,32 +173,39 @@ def _probe_runs(exchanges: Sequence[Exchange]) -> dict[tuple[str, str], dict[str
     return runs
 
 
-def judge(exchanges: Sequence[Exchange], context: JudgeContext, rules: Iterable[Rule] | None = None) -> list[RuleOutcome]:
+def _judge_one(
+    outcomes: list[RuleOutcome],
+    rule: Rule,
+    evidence: tuple[Exchange, ...],
+    check: Callable[[Any, JudgeContext], None],
+    subject: Exchange | Mapping[str, Exchange],
+    context: JudgeContext,
+) -> None:
+    try:
+        check(subject, context)
+    except NotApplicable:
+        return
+    except CheckFailure as failure:
+        outcomes.append(RuleOutcome(rule.rule_id, False, str(failure), evidence))
+    else:
+        outcomes.append(RuleOutcome(rule.rule_id, True, None, evidence))
+
+
+def judge(
+    exchanges: Sequence[Exchange], context: JudgeContext, rules: Iterable[Rule] | None = None
+) -> list[RuleOutcome]:
     """Every applicable rule over the exchanges: exchange rules once per exchange, probe rules once per probe run.
 
     Exchanges without a probe label (a load test's responses) meet the exchange rules only.
     """
     chosen = [rule for rule in (RULES.values() if rules is None else rules) if rule.applies(context)]
     outcomes: list[RuleOutcome] = []
-
-    def run(rule: Rule, call: Callable[[], None], evidence: tuple[Exchange, ...]) -> None:
-        try:
-            call()
-        except NotApplicable:
-            return
-        except CheckFailure as failure:
-            outcomes.append(RuleOutcome(rule.rule_id, False, str(failure), evidence))
-        else:
-            outcomes.append(RuleOutcome(rule.rule_id, True, None, evidence))
-
     for exchange in exchanges:
         for rule in chosen:
             if rule.exchange_check is not None:
-                check = rule.exchange_check
-                run(rule, lambda: check(exchange, context), (exchange,))
+                _judge_one(outcomes, rule, (exchange,), rule.exchange_check, exchange, context)
     for (probe, _), parts in _probe_runs(exchanges).items():
         for rule in chosen:
             if rule.probe == probe and rule.probe_check is not None:
-                probe_check = rule.probe_check
-                run(rule, lambda: probe_check(parts, context), tuple(parts.values()))
+                _judge_one(outcomes, rule, tuple(parts.values()), rule.probe_check, parts, context)
     return outcomes

@@ -51,29 +51,39 @@ def _accepted(parts: Mapping[str, Exchange], context: JudgeContext) -> None:
     served(parts, *sorted(parts))
 
 
+def _stopped_early(exchange: Exchange) -> bool:
+    body = success_body(exchange)
+    completion = (body.get("usage") or {}).get("completion_tokens")
+    finish = (body.get("choices") or [{}])[0].get("finish_reason")
+    max_tokens = exchange.request.params.get("max_tokens")
+    return finish == "stop" and isinstance(completion, int) and isinstance(max_tokens, int) and completion < max_tokens
+
+
 @probe_rule(
     "stop_token_ids.stop",
-    "stop_token_ids end the choice at that token: finish_reason stop, fewer tokens, a prefix of the greedy text",
+    "a window of stop_token_ids (64 ids, at most 8 windows from id 0) ends the greedy text early, "
+    "with finish_reason stop, at a prefix of it",
     ["#/components/schemas/CompletionRequest/properties/stop_token_ids"],
     probe="stop_token_ids",
 )
 def _stop_token_ids(parts: Mapping[str, Exchange], context: JudgeContext) -> None:
-    greedy, stopped = served(parts, "greedy", "stopped")
-    greedy_body, stopped_body = success_body(greedy), success_body(stopped)
-    max_tokens = stopped.request.params.get("max_tokens")
-    completion = (stopped_body.get("usage") or {}).get("completion_tokens")
-    finish = (stopped_body.get("choices") or [{}])[0].get("finish_reason")
-    ids = stopped.request.params.get("stop_token_ids") or []
-    if finish != "stop" or not isinstance(completion, int) or not isinstance(max_tokens, int) or completion >= max_tokens:
+    windows = sorted((role for role in parts if role.startswith("window_")), key=lambda r: int(r.split("_")[1]))
+    (greedy,) = served(parts, "greedy")
+    tried = served(parts, *windows)
+    stopped = next((exchange for exchange in tried if _stopped_early(exchange)), None)
+    if stopped is None:
+        ids = [i for exchange in tried for i in exchange.request.params.get("stop_token_ids") or []]
+        span = f"{min(ids)}..{max(ids)}" if ids else "none"
         raise CheckFailure(
-            f"with stop_token_ids 0..{len(ids) - 1} (which cover the commonest tokens of any vocabulary) generation "
-            f"ran {completion} of {max_tokens} tokens with finish_reason {finish!r}, as if they were ignored"
+            f"no stop_token_ids window (ids {span}, which hold the commonest pieces of any vocabulary) ended "
+            f"the greedy text before max_tokens: the parameter looks ignored"
         )
     text, cut = first_text(greedy), first_text(stopped)
     if not text.startswith(cut):
         raise CheckFailure(f"the text stopped by a token id, {cut!r}, is not a prefix of the greedy text {text!r}")
-    greedy_tokens = (greedy_body.get("usage") or {}).get("completion_tokens")
-    if isinstance(greedy_tokens, int) and completion > greedy_tokens:
+    greedy_tokens = (success_body(greedy).get("usage") or {}).get("completion_tokens")
+    completion = (success_body(stopped).get("usage") or {}).get("completion_tokens")
+    if isinstance(greedy_tokens, int) and isinstance(completion, int) and completion > greedy_tokens:
         raise CheckFailure(f"stopping at a token id gave {completion} tokens, more than the greedy {greedy_tokens}")
 
 
@@ -103,7 +113,8 @@ def _best_of_no_stream(parts: Mapping[str, Exchange], context: JudgeContext) -> 
 
 @probe_rule(
     "beam_search.rules",
-    "beam search with best_of > 1 at temperature 0 is served with n choices; with best_of 1 it gets 400 (temperature > 0: either, D2)",
+    "beam search with best_of > 1 at temperature 0 is served with n choices; with best_of 1 it gets 400 "
+    "(temperature > 0: either, D2)",
     ["#/components/schemas/CompletionRequest/properties/use_beam_search", "D2", "R3"],
     probe="beam_search",
 )
@@ -112,7 +123,9 @@ def _beam_search(parts: Mapping[str, Exchange], context: JudgeContext) -> None:
     n = beam.request.params.get("n", 1)
     choices = success_body(beam).get("choices") or []
     if len(choices) != n:
-        raise CheckFailure(f"beam search (best_of {beam.request.params.get('best_of')}, n {n}) gave {len(choices)} choices")
+        raise CheckFailure(
+            f"beam search (best_of {beam.request.params.get('best_of')}, n {n}) gave {len(choices)} choices"
+        )
     narrow = parts.get("best_of_1")
     if narrow is not None and narrow.status != 400:
         raise CheckFailure(f"beam search with best_of 1: expected status 400, got {narrow.status}")

@@ -66,9 +66,7 @@ def _matches_logprobs(exchange: Exchange, context: JudgeContext) -> None:
     stopped = 0
     if exchange.is_stream:
         counts = [len(c["logprobs"]["tokens"]) for c in stream_choices(exchange).values()]
-        reasons = [
-            choice.get("finish_reason") for chunk in exchange.chunks() for choice in chunk.get("choices") or []
-        ]
+        reasons = [choice.get("finish_reason") for chunk in exchange.chunks() for choice in chunk.get("choices") or []]
         stopped = reasons.count("stop")
     else:
         counts = []
