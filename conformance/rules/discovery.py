@@ -32,7 +32,7 @@ def _info(parts: Mapping[str, Exchange], context: JudgeContext) -> None:
 @probe_rule(
     "discovery.openapi",
     "the endpoint serves an OpenAPI document that describes the Llama API routes it serves",
-    ["D25"],
+    ["D30"],
     probe="openapi",
 )
 def _openapi(parts: Mapping[str, Exchange], context: JudgeContext) -> None:
