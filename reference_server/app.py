@@ -12,14 +12,17 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from reference_server.admission import GenerationGate
 from reference_server.backends.base import Backend, BackendOverloaded
 from reference_server.chat import ChatApi
 from reference_server.completions import CompletionsApi
 from reference_server.errors import ApiError, error_response
+from reference_server.faults import FaultBarrier
 from reference_server.moderation import ContentSafety
 from reference_server.ratelimit import RateLimiter, rate_limit_headers
 from reference_server.serving import ApiFamily, AppState, GenerationEndpoint, app_state, authenticate
@@ -48,7 +51,9 @@ async def _openapi(request: Request) -> Response:
 
 
 async def _health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "backend": app_state(request).backend.info.backend})
+    state = app_state(request)
+    # in_flight: requests admitted to generation or waiting for it (zero on an idle server)
+    return JSONResponse({"status": "ok", "backend": state.backend.info.backend, "in_flight": state.gate.in_flight})
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -76,11 +81,6 @@ async def _overloaded(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackendOverloaded)
     retry = max(1, round(exc.retry_after_s))
     return error_response(ApiError(503, "overloaded", str(exc), headers={"Retry-After": str(retry)}))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # A bug of ours: the client still gets the envelope, never a traceback.
-    return error_response(ApiError(500, "server_error", f"internal error ({type(exc).__name__})"))
 
 
 def create_app(
@@ -113,8 +113,11 @@ def create_app(
         ApiError: _api_error,
         HTTPException: _http_error,
         BackendOverloaded: _overloaded,
-        Exception: _unexpected,
     }
-    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
-    app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety)
+    # the fault barrier answers whatever no handler took: a 500 envelope on a connection that stays open
+    app = Starlette(
+        routes=routes, exception_handlers=handlers, middleware=[Middleware(FaultBarrier)], lifespan=lifespan
+    )
+    gate = GenerationGate(backend.info.concurrency, settings.max_waiting, settings.slot_wait_s)
+    app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety, gate)
     return app

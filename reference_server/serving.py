@@ -13,15 +13,16 @@ import contextlib
 import hmac
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from reference_server.admission import GenerationGate, Permit
 from reference_server.backends.base import (
     Backend,
     BackendOverloaded,
@@ -31,7 +32,10 @@ from reference_server.backends.base import (
     Generation,
     SamplingOptions,
 )
+from reference_server.drain import Drain
+from reference_server.edge import BodyLimits, read_json_object, refuse_costly_stops
 from reference_server.errors import ApiError, from_validation_error
+from reference_server.faults import request_id_of
 from reference_server.moderation import ContentSafety, StreamModerator
 from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
 from reference_server.settings import ServerSettings
@@ -59,7 +63,13 @@ class AppState:
     api_key: str
     rate_limiter: RateLimiter | None
     safety: ContentSafety | None
+    gate: GenerationGate
+    drain: Drain = field(default_factory=Drain)
     openapi_json: bytes = field(default_factory=lambda: json.dumps(load_document()).encode())
+
+    @property
+    def body_limits(self) -> BodyLimits:
+        return BodyLimits(self.settings.max_body_bytes, self.settings.max_json_depth, self.settings.body_timeout_s)
 
 
 def app_state(request: Request) -> AppState:
@@ -76,33 +86,6 @@ def authenticate(request: Request, api_key: str) -> None:
     # constant time: the comparison must not leak how much of a guessed key was right
     if not hmac.compare_digest(supplied.encode(), api_key.encode()):
         raise ApiError(401, "invalid_api_key", "the key is not valid for this endpoint")
-
-
-async def _read_json(request: Request, limit: int) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"the request body is {declared} bytes; the limit is {limit} bytes")
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise ApiError(413, "payload_too_large", f"the request body exceeds the limit of {limit} bytes")
-    except ClientDisconnect:
-        raise ApiError(400, "invalid_request", "the client went away before sending the whole body") from None
-    if not body:
-        raise ApiError(400, "invalid_request", "the request body is empty; send a JSON object")
-
-    def refuse_constant(name: str) -> None:
-        raise ValueError(f"{name} is not valid JSON")
-
-    try:
-        data = json.loads(body, parse_constant=refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_request", "the request body must be a JSON object")
-    return data
 
 
 def _sampling_options(params: GenerationParameters) -> SamplingOptions:
@@ -200,6 +183,20 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
     )
 
 
+class _AdmittedStream(StreamingResponse):
+    """A stream holding a generation permit: released when the response ends, even if it never started."""
+
+    def __init__(self, permit: Permit, content: AsyncIterator[str], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._permit = permit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._permit.release()
+
+
 class GenerationEndpoint:
     """One generation route: prepare the request, then answer it whole or as a stream."""
 
@@ -208,26 +205,44 @@ class GenerationEndpoint:
 
     async def handle(self, request: Request) -> Response:
         state = app_state(request)
+        if state.drain.draining:
+            raise state.drain.refusal()
         prepared = await self._prepare(request, state)
         try:
-            if prepared.params.stream:
-                return StreamingResponse(
-                    self._stream(state, prepared),
-                    media_type="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **prepared.limit_headers},
-                )
-            return await self._complete(state, prepared)
+            # admitted (or refused with 503) before any status is sent, streamed or not (D56)
+            permit = await state.gate.admit()
         except BaseException:
             self._settle(state, prepared, 0)
             raise
+        if prepared.params.stream:
+            return _AdmittedStream(
+                permit,
+                self._stream(state, prepared),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **prepared.limit_headers},
+            )
+        try:
+            async with state.drain.deadline():
+                return await self._complete(state, prepared)
+        except TimeoutError:
+            self._settle(state, prepared, 0)
+            if not state.drain.expired():
+                raise
+            raise state.drain.refusal() from None
+        except BaseException:
+            self._settle(state, prepared, 0)
+            raise
+        finally:
+            permit.release()
 
     async def _prepare(self, request: Request, state: AppState) -> Prepared:
         authenticate(request, state.api_key)
-        data = await _read_json(request, state.settings.max_body_bytes)
+        data = await read_json_object(request, state.body_limits)
         try:
             params = self.family.parse(data)
         except ValidationError as exc:
             raise from_validation_error(exc) from None
+        refuse_costly_stops(params.stop_sequences, state.settings.max_stop_chars)
         prompt, texts = await self.family.prompt(params, state.backend)
         prompt_param = self.family.prompt_param
         prompt_tokens = len(await state.backend.tokenize(prompt))
@@ -272,7 +287,7 @@ class GenerationEndpoint:
             options=options,
             prompt=prompt,
             prompt_tokens=prompt_tokens,
-            request_id=f"{self.family.id_prefix}-{uuid.uuid4().hex}",
+            request_id=f"{self.family.id_prefix}-{request_id_of(request)}",
             ticket=ticket,
             limit_headers=limit_headers,
             created=int(time.time()),
@@ -326,36 +341,46 @@ class GenerationEndpoint:
         moderators: dict[int, StreamModerator] = {}
         finished: set[int] = set()
         try:
-            async for delta in self._deltas(state, prepared):
-                if delta.index in finished:
-                    continue
-                tokens = delta.tokens
-                finish_reason = delta.finish_reason
-                if state.safety is not None:
-                    moderator = moderators.setdefault(delta.index, state.safety.stream_moderator())
-                    tokens, finish_reason = await moderator.step(tokens, finish_reason)
-                if not tokens and finish_reason is None:
-                    continue
-                completion_tokens += len(tokens)
-                offset = offsets.get(delta.index, 0)
-                text = "".join(t.text for t in tokens)
-                offsets[delta.index] = offset + len(text)
-                first = delta.index not in started
-                started.add(delta.index)
-                logprobs = logprobs_object(tokens, offset) if prepared.want_logprobs else None
-                chunk = self.family.chunk(prepared, delta.index, text, finish_reason, first, logprobs)
-                yield encode_event(chunk.model_dump_json())
-                if finish_reason is not None:
-                    finished.add(delta.index)
-                    # a filtered choice's backend generation runs on; stop once every choice is done
-                    if finish_reason.startswith("content_filter") and len(finished) == prepared.options.n:
-                        break
+            async with state.drain.deadline():
+                async for delta in self._deltas(state, prepared):
+                    if delta.index in finished:
+                        continue
+                    tokens = delta.tokens
+                    finish_reason = delta.finish_reason
+                    if state.safety is not None:
+                        moderator = moderators.setdefault(delta.index, state.safety.stream_moderator())
+                        tokens, finish_reason = await moderator.step(tokens, finish_reason)
+                    if not tokens and finish_reason is None:
+                        continue
+                    completion_tokens += len(tokens)
+                    offset = offsets.get(delta.index, 0)
+                    text = "".join(t.text for t in tokens)
+                    offsets[delta.index] = offset + len(text)
+                    first = delta.index not in started
+                    started.add(delta.index)
+                    logprobs = logprobs_object(tokens, offset) if prepared.want_logprobs else None
+                    chunk = self.family.chunk(prepared, delta.index, text, finish_reason, first, logprobs)
+                    yield encode_event(chunk.model_dump_json())
+                    if finish_reason is not None:
+                        finished.add(delta.index)
+                        # a filtered choice's backend generation runs on; stop once every choice is done
+                        if finish_reason.startswith("content_filter") and len(finished) == prepared.options.n:
+                            break
             if prepared.params.include_usage_in_stream:
                 usage_chunk = self.family.usage_chunk(prepared, _usage(prepared.prompt_tokens, completion_tokens))
                 yield encode_event(usage_chunk.model_dump_json())
         except (asyncio.CancelledError, GeneratorExit):
             await state.backend.abort(prepared.request_id)
             raise
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                await state.backend.abort(prepared.request_id)
+            ended = (
+                state.drain.refusal()
+                if state.drain.expired()
+                else ApiError(500, "server_error", "generation failed: TimeoutError")
+            )
+            yield encode_event(json.dumps(ended.body()))
         except BackendOverloaded as exc:
             error = ApiError(503, "overloaded", str(exc))
             yield encode_event(json.dumps(error.body()))
