@@ -11,7 +11,6 @@ import json
 import math
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import IO, Any, Final
 
 import httpx
 
-from llamacert.environment import project_environment
+from launch import free_loopback_port, project_environment
 from perf.metrics import (
     DEFAULT_BURST_SECONDS,
     RateLimitExpectation,
@@ -369,13 +368,6 @@ class LoadResult:
         return not self.summary.objectives_met
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def subprocess_environment(api_key: str) -> dict[str, str]:
     """This process's environment for a Locust (or helper) subprocess: perf importable, the key in its variable."""
     # The locustfile imports perf.*; the project root must be importable whether or not llamacert is installed.
@@ -483,7 +475,7 @@ def _run_once(request: LoadRequest, out_dir: Path, profile_limits: tuple[int | N
     records_dir = out_dir / ".records"
     shutil.rmtree(records_dir, ignore_errors=True)
     # remote workers connect to the port the user gave; local ones to any free port
-    master_port = request.master_bind_port if request.expect_workers else _free_port()
+    master_port = request.master_bind_port if request.expect_workers else free_loopback_port()
     commands = locust_commands(
         plan, request, csv_prefix=out_dir / CSV_PREFIX, records_dir=records_dir, master_port=master_port
     )

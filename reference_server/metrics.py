@@ -3,14 +3,14 @@
 Exposed (each app has its own registry, so several apps in one process never share counts):
   llamacert_requests_total{route,status}                    requests answered, by route and HTTP status
   llamacert_prompt_tokens_total, llamacert_generation_tokens_total   tokens of settled generation requests
-  llamacert_requests_running                                generation requests being served (queued included)
-  llamacert_requests_waiting                                of those, streamed ones still without a first token
+  llamacert_requests_running, llamacert_requests_waiting   the admission gate's running and waiting requests
   llamacert_time_to_first_token_seconds                     histogram, streamed requests: arrival to first event
   llamacert_inter_token_latency_seconds                     histogram: gaps between token-bearing SSE events
   llamacert_rate_limit_remaining_requests / _tokens         the limiter's buckets now (absent without limits)
   llamacert_rate_limit_rejections_total{reason}             refusals by reason (requests, tokens, ...)
 Timing is taken by a pure ASGI middleware around the routes, so the HTTP layer only reports tokens and
-refusals. The server emits one SSE event per decoding step, so event gaps are inter-token gaps for n=1.
+refusals; running and waiting are read from the admission gate when scraped. The server emits one SSE event
+per decoding step, so event gaps are inter-token gaps for n=1.
 /metrics needs no key, as vLLM's and llama.cpp's do not: it carries counts, never prompts.
 """
 
@@ -27,12 +27,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from reference_server.admission import GenerationGate
 from reference_server.ratelimit import RateLimiter
+from spec.routes import GENERATION_ROUTES
 
 __all__ = ["METRICS_PATH", "ServerMetrics", "install_metrics"]
 
 METRICS_PATH: Final = "/metrics"
-_GENERATION_ROUTES: Final = frozenset({"/v1/completions", "/v1/chat/completions", "/completions", "/chat/completions"})
+_GENERATION_ROUTES: Final = frozenset(route.path for route in GENERATION_ROUTES)
 _KNOWN_ROUTES: Final = _GENERATION_ROUTES | {"/info", "/openapi.json", "/swagger.json", "/health", METRICS_PATH}
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _NO_TOKEN_MARKERS: Final = (b'"choices":[]', b"[DONE]", b'"text":""', b'"content":""', b'"content":null', b'{"error"')
@@ -49,7 +51,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class ServerMetrics:
     """The metrics of one app, in their own registry."""
 
-    def __init__(self, rate_limiter: RateLimiter | None = None) -> None:
+    def __init__(self, gate: GenerationGate, rate_limiter: RateLimiter | None = None) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
         self.requests = Counter(
@@ -59,14 +61,10 @@ class ServerMetrics:
         self.generation_tokens = Counter(
             "llamacert_generation_tokens", "Tokens generated for settled requests.", registry=registry
         )
-        self.running = Gauge(
-            "llamacert_requests_running", "Generation requests being served, queued ones included.", registry=registry
-        )
-        self.waiting = Gauge(
-            "llamacert_requests_waiting",
-            "Streamed generation requests without their first token yet.",
-            registry=registry,
-        )
+        running = Gauge("llamacert_requests_running", "Generation requests admitted and running.", registry=registry)
+        waiting = Gauge("llamacert_requests_waiting", "Generation requests waiting for a slot.", registry=registry)
+        running.set_function(lambda: float(gate.running))
+        waiting.set_function(lambda: float(gate.waiting))
         self.ttft = Histogram(
             "llamacert_time_to_first_token_seconds",
             "Streamed requests: arrival to the first SSE event.",
@@ -119,8 +117,6 @@ class ServerMetrics:
             status = 500
             streaming = False
             last_event: float | None = None
-            if generation:
-                self.running.inc()
 
             async def watch(message: Message) -> None:
                 nonlocal status, streaming, last_event
@@ -129,15 +125,12 @@ class ServerMetrics:
                     status = message["status"]
                     headers = dict(message.get("headers") or ())
                     streaming = generation and headers.get(b"content-type", b"").startswith(b"text/event-stream")
-                    if streaming:
-                        self.waiting.inc()
                 elif kind == "http.response.body" and streaming:
                     body = message.get("body", b"")
                     if body and not any(marker in body for marker in _NO_TOKEN_MARKERS):
                         now = time.perf_counter()
                         if last_event is None:
                             self.ttft.observe(now - arrived)
-                            self.waiting.dec()
                         else:
                             self.inter_token.observe(now - last_event)
                         last_event = now
@@ -146,19 +139,15 @@ class ServerMetrics:
             try:
                 await app(scope, receive, watch)
             finally:
-                if generation:
-                    self.running.dec()
-                if streaming and last_event is None:
-                    self.waiting.dec()
                 route = path if path in _KNOWN_ROUTES else "other"
                 self.requests.labels(route=route, status=str(status)).inc()
 
         return observed
 
 
-def install_metrics(app: Starlette, rate_limiter: RateLimiter | None) -> ServerMetrics:
+def install_metrics(app: Starlette, rate_limiter: RateLimiter | None, gate: GenerationGate) -> ServerMetrics:
     """Add GET /metrics and the timing middleware to `app`; returns the metrics for the routes to report to."""
-    metrics = ServerMetrics(rate_limiter)
+    metrics = ServerMetrics(gate, rate_limiter)
 
     async def exposition(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from launch import free_loopback_port
 from perf.baseline import compare, load_baseline, save_baseline
 from perf.cli import main
 from perf.harness_capacity import main as harness_capacity_main
@@ -24,7 +25,7 @@ from perf.harness_capacity import measure, reference_simulated_endpoint
 from perf.records import RequestRecord, read_records
 from perf.runner import subprocess_environment
 from spec.load_summary import LoadSummary
-from tests.perf.conftest import API_KEY, ROOT, ReferenceFactory, TrivialFactory, free_port, locust_counts
+from tests.perf.conftest import API_KEY, ROOT, ReferenceFactory, TrivialFactory, locust_counts
 from tests.perf.test_baseline import summary as baseline_summary
 
 pytestmark = pytest.mark.slow
@@ -245,7 +246,7 @@ def test_a_master_with_two_workers_elsewhere_matches_one_process(
     )
     status, single, _ = _load(tmp_path / "single", server.url, "--scenario", scenario)
     assert status == 0
-    port = str(free_port())
+    port = str(free_loopback_port())
     worker = [sys.executable, "-m", "perf.cli", "--worker", "--master-host", "127.0.0.1", "--master-port", port]
     workers = [subprocess.Popen(worker, cwd=ROOT, env=subprocess_environment(API_KEY)) for _ in range(2)]
     try:
