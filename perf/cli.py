@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from perf.baseline import BaselineError, compare, format_comparison, load_baseline, save_baseline
+from perf.capacity import format_capacity, search_capacity
 from perf.metrics import DEFAULT_BURST_SECONDS
 from perf.objectives import parse_objectives
 from perf.runner import LoadRequest, PlanError, format_summary, run_load, run_worker
@@ -203,11 +204,19 @@ def main(argv: list[str]) -> int:
         )
         if request.web:
             print(f"Locust web UI: http://127.0.0.1:{request.web_port} (Ctrl-C ends the run)", file=sys.stderr)
-        result = run_load(request, profile_limits=_profile_limits(args.profile))
+        if scenario.capacity is not None:
+            outcome = search_capacity(request, profile_limits=_profile_limits(args.profile))
+            result = outcome.result
+        else:
+            result = run_load(request, profile_limits=_profile_limits(args.profile))
     except (ScenarioError, BaselineError, PlanError, ValueError) as error:
         print(f"llamacert load: {error}", file=sys.stderr)
         return 2
     print(format_summary(result))
+    if result.summary.capacity is not None:
+        print(format_capacity(result.summary.capacity))
+        # the answer is the summary of the probe at the capacity; a search where nothing held exits 1
+        return 0 if result.summary.capacity.capacity_rate is not None else 1
     if result.locust_returncode != 0 and not result.records:
         return 3
     status = 1 if result.rate_limit_failed or result.objectives_missed else 0

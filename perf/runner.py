@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Final
@@ -103,6 +103,8 @@ class LoadRequest:
     """Workers on other machines (`--master`): the master waits for them and binds `master_bind_host`."""
     master_bind_host: str = "127.0.0.1"
     master_bind_port: int = 5557
+    stop_early: Callable[[Path], str | None] | None = None
+    """Polled each second with the run's directory: a reason ends the run early (a capacity probe that saturated)."""
 
     def __post_init__(self) -> None:
         if self.runs < 1:
@@ -353,6 +355,7 @@ class LoadResult:
     locust_returncode: int
     record_files: int
     """How many Locust processes' records were merged (the master's file holds its workers')."""
+    stopped_early: str | None = None
 
     @property
     def summary_path(self) -> Path:
@@ -387,20 +390,37 @@ def _stop(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
 
 
 def _run_processes(
-    commands: Sequence[Sequence[str]], environment: dict[str, str], log: IO[bytes], timeout_s: float
-) -> int:
-    """Run the main Locust process and its workers; the main one's exit code. Every process is ended."""
+    commands: Sequence[Sequence[str]],
+    environment: dict[str, str],
+    log: IO[bytes],
+    timeout_s: float,
+    stop_early: Callable[[], str | None] | None = None,
+) -> tuple[int, str | None]:
+    """Run the main Locust process and its workers; the main one's exit code, and why it was stopped early."""
     processes: list[subprocess.Popen[bytes]] = []
+    stopped: str | None = None
     try:
         for command in commands:
             processes.append(subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT))
         main, workers = processes[0], processes[1:]
+        deadline = time.monotonic() + timeout_s
         try:
-            returncode = main.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            log.write(f"\nllamacert: Locust ran past {timeout_s:.0f} s; stopping it\n".encode())
-            _stop(main)
-            returncode = main.returncode if main.returncode is not None else -1
+            while True:
+                try:
+                    returncode = main.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        log.write(f"\nllamacert: Locust ran past {timeout_s:.0f} s; stopping it\n".encode())
+                        _stop(main)
+                        returncode = main.returncode if main.returncode is not None else -1
+                        break
+                    reason = stop_early() if stop_early is not None and stopped is None else None
+                    if reason is not None:
+                        stopped = reason
+                        log.write(f"\nllamacert: stopping early: {reason}\n".encode())
+                        # SIGTERM: Locust shuts down as at the end of its run time, writing its files
+                        main.send_signal(signal.SIGTERM)
         except KeyboardInterrupt:
             # Ctrl-C reached Locust too (same process group); let it shut down and write its files.
             main.wait(30)
@@ -411,7 +431,7 @@ def _run_processes(
                 worker.wait(30)
             except subprocess.TimeoutExpired:
                 _stop(worker)
-        return returncode
+        return returncode, stopped
     finally:
         for process in processes:
             _stop(process, grace_s=5)
@@ -492,7 +512,14 @@ def _run_once(request: LoadRequest, out_dir: Path, profile_limits: tuple[int | N
     timeout = math.inf if request.web else plan.run_time_s + request.request_timeout_s + _STARTUP_MARGIN_S
     try:
         with (out_dir / "locust.log").open("wb") as log:
-            returncode = _run_processes(commands, subprocess_environment(request.api_key), log, timeout)
+            monitor = request.stop_early
+            returncode, stopped = _run_processes(
+                commands,
+                subprocess_environment(request.api_key),
+                log,
+                timeout,
+                None if monitor is None else lambda: monitor(out_dir),
+            )
     finally:
         if scraper is not None:
             scraper.stop()
@@ -522,7 +549,7 @@ def _run_once(request: LoadRequest, out_dir: Path, profile_limits: tuple[int | N
         server_metrics=None if scraper is None else scraper.result(measured_start),
     )
     _write_summary(out_dir / "load-summary.json", summary)
-    return LoadResult(summary, summary_notes(records), records, out_dir, returncode, record_files)
+    return LoadResult(summary, summary_notes(records), records, out_dir, returncode, record_files, stopped)
 
 
 def _stats_row(label: str, stats: LatencyStats | None) -> str:

@@ -19,6 +19,7 @@ from perf.workload import Api, LengthRange, RequestKind, RouteFamily
 
 __all__ = [
     "SCENARIO_DIR",
+    "CapacityPlan",
     "RateLimitPlan",
     "RequestMixEntry",
     "Scenario",
@@ -111,6 +112,22 @@ class RateLimitPlan(_ScenarioModel):
         return self
 
 
+class CapacityPlan(_ScenarioModel):
+    """A capacity search (perf/capacity.py): open-loop rates probed by bracketing and bisection."""
+
+    start_rate: float = Field(default=1.0, gt=0, description="Requests/s of the first probe.")
+    min_rate: float = Field(default=0.05, gt=0, description="Bracketing down stops below this rate.")
+    max_rate: float = Field(default=10_000.0, gt=0, description="Never offer more (the published limits cap it too).")
+    growth: float = Field(default=2.0, gt=1, description="Bracketing multiplies or divides the rate by this.")
+    resolution: float = Field(default=0.1, gt=0, lt=1, description="Stop when the bracket is this narrow (share).")
+    max_steps: int = Field(default=10, ge=1, le=30, description="Probes at most.")
+    step_duration: Duration = 20.0
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Unless --slo gives errors=...")
+    early_stop: bool = Field(default=True, description="End a probe once over-saturation is evident.")
+    users_per_rate: float = Field(default=2.0, gt=0, description="Open-loop users per request/s offered.")
+    max_users: int = Field(default=512, ge=1)
+
+
 class Scenario(_ScenarioModel):
     """One load scenario."""
 
@@ -132,6 +149,7 @@ class Scenario(_ScenarioModel):
     rate_limit: RateLimitPlan | None = None
     warmup: Warmup = Field(default=0.0, description="Seconds at the start left out of every figure.")
     slo: str | None = Field(default=None, description="Objectives, as --slo takes them: ttft_p95=500ms,errors=1%")
+    capacity: CapacityPlan | None = Field(default=None, description="Search for the highest rate that holds.")
 
     @model_validator(mode="after")
     def _shape_needs(self) -> Self:
@@ -151,6 +169,8 @@ class Scenario(_ScenarioModel):
             raise ValueError("requests must not be empty")
         if self.slo is not None:
             parse_objectives(self.slo)
+        if self.capacity is not None and self.shape not in ("constant", "poisson"):
+            raise ValueError("a capacity search probes open-loop rates: shape constant or poisson")
         return self
 
     @property

@@ -33,6 +33,7 @@ def build_backend(settings: ServerSettings) -> Backend:
             first_token_delay_s=settings.simulated_first_token_s,
             token_delay_s=settings.simulated_token_s,
             context_length=settings.context_length,
+            slots=settings.simulated_slots,
         )
         return simulated
     if settings.backend == "vllm":

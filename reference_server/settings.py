@@ -95,3 +95,10 @@ class ServerSettings(BaseSettings):
     )
     simulated_first_token_s: float = Field(default=0.0, ge=0, description="simulated backend: time to first token.")
     simulated_token_s: float = Field(default=0.0, ge=0, description="simulated backend: time between tokens.")
+    simulated_slots: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="simulated backend: requests generated at once (default: no limit); with the delays above it "
+        "sets a known capacity, the knee a capacity search must find.",
+    )

@@ -160,8 +160,11 @@ def create_simulated_backend(
     token_delay_s: float = 0.0,
     context_length: int = 8192,
     max_waiting: int = 100_000,
+    slots: int | None = None,
 ) -> TokenBackend:
-    """A simulated deployment: unlimited concurrency, latencies as configured."""
+    """A simulated deployment, latencies as configured: unlimited concurrency, or `slots` requests at once, which
+    gives it a known capacity of slots / (first-token delay + tokens x token delay) requests/s (a load test's knee).
+    """
     model = SimulatedTokenModel()
 
     def render_chat(messages: list[ChatTurn]) -> str:
@@ -173,12 +176,13 @@ def create_simulated_backend(
         model_provider_name="llamacert",
         context_length=context_length,
         backend="simulated",
+        concurrency=slots,
     )
     # Many "slots" sharing one stateless model: requests overlap as on a real batched server.
-    slots = [ModelSlot(model, ThreadPoolExecutor(1)) for _ in range(1024)]
+    pool = [ModelSlot(model, ThreadPoolExecutor(1)) for _ in range(slots or 1024)]
     return TokenBackend(
         info,
-        slots,
+        pool,
         model.tokenize,
         render_chat,
         max_waiting=max_waiting,
