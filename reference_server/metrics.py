@@ -35,7 +35,7 @@ __all__ = ["METRICS_PATH", "ServerMetrics", "install_metrics"]
 
 METRICS_PATH: Final = "/metrics"
 _GENERATION_ROUTES: Final = frozenset(route.path for route in GENERATION_ROUTES)
-_KNOWN_ROUTES: Final = _GENERATION_ROUTES | {"/info", "/openapi.json", "/swagger.json", "/health", METRICS_PATH}
+_KNOWN_ROUTES: Final = _GENERATION_ROUTES | {"/info", "/openapi.json", "/swagger.json", "/health"}
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _NO_TOKEN_MARKERS: Final = (b'"choices":[]', b"[DONE]", b'"text":""', b'"content":""', b'"content":null', b'{"error"')
 """An SSE event holding one of these carries no token: the usage event, [DONE], a bare finish_reason, an error."""
@@ -108,7 +108,8 @@ class ServerMetrics:
         """Wrap `app`: count every HTTP request by route and status, time streamed answers."""
 
         async def observed(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            # scrapes are not counted, or every scraper would see its own requests in the request rate
+            if scope["type"] != "http" or scope["path"] == METRICS_PATH:
                 await app(scope, receive, send)
                 return
             path = scope["path"]

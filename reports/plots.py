@@ -20,9 +20,11 @@ from reports.model import LatencyStats, LoadSection
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
-__all__ = ["latency_plot", "requests_plot", "throughput_plot"]
+__all__ = ["capacity_plot", "latency_plot", "requests_plot", "server_plot", "throughput_plot"]
 
 BLUE = "#2563eb"
+ORANGE = "#ea580c"
+PURPLE = "#7c3aed"
 GREEN = "#16a34a"
 RED = "#dc2626"
 INK = "#111827"
@@ -157,4 +159,80 @@ def requests_plot(load: LoadSection) -> str | None:
                 label=f"limit {limit_rpm:,} RPM = {limit_rpm / 60:.1f}/s",
             )
         _finish(axes, "Requests per second", "seconds since start", "requests/s", legend_columns=3)
+        return _data_uri(figure)
+
+
+# Server series drawn on the same axes as a client-side one; the rest get an axes each.
+_PAIRED_WITH_CLIENT = {"requests answered/s": "requests", "generated tokens/s": "tokens"}
+_MAX_SERVER_PANELS = 5
+
+
+def server_plot(load: LoadSection) -> str | None:
+    """Client-side and scraped server-side series on one time axis (seconds since the measured window began)."""
+    server = load.server_metrics
+    if server is None or not server.series:
+        return None
+    by_name = {series.name: series for series in server.series}
+    others = [series for series in server.series if series.name not in _PAIRED_WITH_CLIENT][:_MAX_SERVER_PANELS]
+    seconds = [bucket.t + 0.5 for bucket in load.timeline]
+    panels = 2 + len(others)
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(7.5, 1.7 * panels + 0.6), layout="constrained")
+        rows = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+        client = {
+            "requests": ([bucket.accepted for bucket in load.timeline], "requests/s", "client: accepted requests/s"),
+            "tokens": ([bucket.output_tokens for bucket in load.timeline], "tokens/s", "client: output tokens/s"),
+        }
+        for axes, (kind, (values, unit, label)) in zip(rows[:2], client.items(), strict=True):
+            axes.plot(seconds, values, color=BLUE, linewidth=1.3, label=label)
+            paired = next((series for name, series in by_name.items() if _PAIRED_WITH_CLIENT.get(name) == kind), None)
+            if paired is not None:
+                axes.plot(
+                    paired.t, paired.values, color=ORANGE, linewidth=1.3, linestyle="--", label=f"server: {paired.name}"
+                )
+            _finish(axes, "", "", unit, legend_columns=2)
+        for axes, series in zip(rows[2:], others, strict=True):
+            axes.plot(series.t, series.values, color=PURPLE, linewidth=1.3, label=f"server: {series.name}")
+            _finish(axes, "", "", series.unit)
+        rows[0].set_title(f"Client and server side over the run ({server.scrapes} scrapes of {server.url})")
+        rows[-1].set_xlabel("seconds since the measured window began")
+        return _data_uri(figure)
+
+
+def capacity_plot(load: LoadSection) -> str | None:
+    """The capacity search's evidence: latency and throughput against the offered rate, the answer marked."""
+    search = load.capacity
+    if search is None or not search.steps:
+        return None
+    steps = sorted(search.steps, key=lambda step: step.offered_rate)
+    offered = [step.offered_rate for step in steps]
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(9.5, 3.1), layout="constrained")
+        latency, throughput = figure.subplots(1, 2)
+        for name, values, color in (
+            ("p95 TTFT", [step.ttft_p95_ms for step in steps], BLUE),
+            ("p95 inter-token", [step.itl_p95_ms for step in steps], PURPLE),
+            ("p95 end-to-end", [step.e2e_p95_ms for step in steps], ORANGE),
+        ):
+            points = [(rate, value) for rate, value in zip(offered, values, strict=True) if value is not None]
+            if points:
+                latency.plot(*zip(*points, strict=True), marker="o", color=color, linewidth=1.2, label=name)
+        latency.set_yscale("log")
+        throughput.plot(offered, offered, color=MUTED, linestyle=":", linewidth=1, label="offered")
+        throughput.plot(offered, [s.requests_per_s for s in steps], marker="o", color=GREEN, label="ok requests/s")
+        goodput = [(s.offered_rate, s.goodput_requests_per_s) for s in steps if s.goodput_requests_per_s is not None]
+        if goodput:
+            throughput.plot(*zip(*goodput, strict=True), marker="s", color=BLUE, label="goodput requests/s")
+        for axes in (latency, throughput):
+            for step in steps:
+                if not step.held:
+                    axes.axvspan(step.offered_rate * 0.98, step.offered_rate * 1.02, color=RED, alpha=0.12)
+            if search.capacity_rate is not None:
+                axes.axvline(search.capacity_rate, color=INK, linestyle="--", linewidth=1.2, label="capacity")
+        latency.set_title("Latency against offered rate (red: did not hold)")
+        latency.set_xlabel("offered requests/s")
+        latency.set_ylabel("ms (log)")
+        latency.grid(axis="y", color=GRID, linewidth=0.8)
+        latency.legend(loc="upper left")
+        _finish(throughput, "Throughput against offered rate", "offered requests/s", "requests/s", legend_columns=2)
         return _data_uri(figure)

@@ -12,7 +12,7 @@ import jinja2
 from pydantic import JsonValue
 
 from reports.model import LoadSection, Report
-from reports.plots import latency_plot, requests_plot, throughput_plot
+from reports.plots import capacity_plot, latency_plot, requests_plot, server_plot, throughput_plot
 
 __all__ = ["render_html"]
 
@@ -28,6 +28,8 @@ class _LoadView:
     latency_plot: str | None
     throughput_plot: str | None
     requests_plot: str | None
+    server_plot: str | None
+    capacity_plot: str | None
 
 
 def _ms(value: float | None) -> str:
@@ -105,6 +107,8 @@ def render_html(report: Report) -> str:
             latency_plot=latency_plot(load),
             throughput_plot=throughput_plot(load),
             requests_plot=requests_plot(load),
+            server_plot=server_plot(load),
+            capacity_plot=capacity_plot(load),
         )
         for load in report.loads
     ]

@@ -117,3 +117,33 @@ def test_evidence_beyond_the_first_ten_is_left_to_report_json(build: ReportFacto
     page = render_html(build(conformance, loads=[]))
     assert page.count('class="evidence"') == 10
     assert "… and 2 more pieces of evidence in report.json." in page
+
+
+def test_objectives_goodput_capacity_and_server_series_are_shown(build: ReportFactory, throughput: Json) -> None:
+    throughput["objectives"] = [
+        {"name": "ttft_p95", "threshold": 500.0, "measured": 812.0, "met": False,
+         "text": "p95 TTFT at most 500 ms: measured 812.0 ms (MISSED)"},
+    ]  # fmt: skip
+    throughput["goodput"] = {"thresholds_ms": {"ttft": 500.0}, "good_requests": 90, "requests_per_s": 1.5,
+                             "output_tokens_per_s": 96.0}  # fmt: skip
+    throughput["server_metrics"] = {
+        "url": "http://127.0.0.1:8000/metrics", "interval_s": 1.0, "scrapes": 3, "failed_scrapes": 0, "note": None,
+        "series": [{"name": "running requests", "unit": "requests", "source": "llamacert_requests_running",
+                    "t": [0.0, 1.0, 2.0], "values": [1.0, 3.0, 2.0]}],
+    }  # fmt: skip
+    step = {"achieved_rate": 2.0, "requests_per_s": 2.0, "goodput_requests_per_s": 2.0, "error_rate": 0.0,
+            "ttft_p95_ms": 80.0, "itl_p95_ms": 9.0, "e2e_p95_ms": 300.0, "stopped_early": False}  # fmt: skip
+    throughput["capacity"] = {
+        "objectives": ["ttft_p95=500ms"], "max_error_rate": 0.01, "limit_rpm": None, "limit_tpm": None,
+        "steps": [{**step, "offered_rate": 2.0, "held": True, "reasons": []},
+                  {**step, "offered_rate": 4.0, "held": False, "reasons": ["p95 TTFT missed"]}],
+        "capacity_rate": 2.0, "capacity_goodput": 2.0, "limiting": "ttft_p95", "resolution": 2.0,
+    }  # fmt: skip
+    report = build()
+    page = render_html(report)
+    assert "p95 TTFT at most 500 ms: measured 812.0 ms (MISSED)" in page
+    assert "Goodput: <b>1.50 requests/s</b>" in page
+    assert "<b>ttft_p95</b> failed first" in page
+    assert "Client-side and server-side series over time" in page and "Latency and throughput against offered" in page
+    # a missed objective fails the verdict, and says which
+    assert any("missed objective ttft_p95" in reason for reason in report.verdict.reasons)
