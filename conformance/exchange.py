@@ -12,7 +12,9 @@ from typing import Any
 
 import httpx
 
-__all__ = ["EndpointClient", "Exchange", "RecordedRequest", "SseEvent", "parse_sse"]
+from spec.sse import DONE, SseDecoder, SseFraming, SseMessage, encode_event
+
+__all__ = ["EndpointClient", "Exchange", "RecordedRequest", "SseEvent"]
 
 
 @dataclass
@@ -51,7 +53,12 @@ class Exchange:
     first_byte_at: float | None = None
     finished_at: float = 0.0
     transport_error: str | None = None
-    stray_lines: list[str] = field(default_factory=list)
+    framing: SseFraming | None = None
+
+    @property
+    def stray_lines(self) -> list[str]:
+        """Lines of an SSE body that are no SSE field at all."""
+        return self.framing.stray_lines if self.framing is not None else []
 
     @functools.cached_property
     def json(self) -> Any:
@@ -74,7 +81,7 @@ class Exchange:
         return [e.json for e in self.events or [] if isinstance(e.json, dict) and "error" not in e.json]
 
     def excerpt(self, limit: int = 600) -> str:
-        text = self.body_text if self.events is None else "".join(f"data: {e.data}\n\n" for e in self.events)
+        text = self.body_text if self.events is None else "".join(encode_event(e.data) for e in self.events)
         if self.transport_error:
             text = f"[transport error: {self.transport_error}] " + text
         return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
@@ -86,20 +93,13 @@ class Exchange:
         return {"method": self.request.method, "url": self.request.path, "body": body}
 
 
-def parse_sse(text: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(field, value) data lines of an SSE body, and lines that are not SSE at all."""
-    fields: list[tuple[str, str]] = []
-    stray: list[str] = []
-    for raw_line in text.split("\n"):
-        line = raw_line.rstrip("\r")
-        if not line or line.startswith(":"):
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or name not in {"data", "event", "id", "retry"}:
-            stray.append(line)
-            continue
-        fields.append((name, value[1:] if value.startswith(" ") else value))
-    return fields, stray
+def _event(message: SseMessage, at: float) -> SseEvent:
+    if message.data == DONE:
+        return SseEvent(message.data, None, at)
+    try:
+        return SseEvent(message.data, json.loads(message.data), at)
+    except ValueError as exc:
+        return SseEvent(message.data, None, at, json_error=str(exc))
 
 
 class EndpointClient:
@@ -142,24 +142,22 @@ class EndpointClient:
         events: list[SseEvent] | None = None
         first_byte: float | None = None
         chunks: list[str] = []
+        decoder = SseDecoder()
         try:
             with self.http.stream(method, path, content=content, headers=sent_headers) as response:
                 is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
                 if is_sse:
                     events = []
-                buffer = ""
                 for piece in response.iter_text():
                     if first_byte is None:
                         first_byte = time.monotonic()
                     chunks.append(piece)
                     if events is not None:
-                        buffer += piece
-                        *complete, buffer = buffer.split("\n\n")
                         now = time.monotonic()
-                        for block in complete:
-                            events.extend(self._events(block, now))
-                if events is not None and buffer.strip():
-                    events.extend(self._events(buffer, time.monotonic()))
+                        events.extend(_event(message, now) for message in decoder.feed(piece))
+                if events is not None:
+                    now = time.monotonic()
+                    events.extend(_event(message, now) for message in decoder.finish())
                 status, response_headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
         except httpx.HTTPError as exc:
             return Exchange(
@@ -174,7 +172,6 @@ class EndpointClient:
                 transport_error=f"{type(exc).__name__}: {exc}",
             )
         body_text = "".join(chunks)
-        _, stray = parse_sse(body_text) if events is not None else ([], [])
         return Exchange(
             recorded,
             status,
@@ -184,22 +181,8 @@ class EndpointClient:
             started,
             first_byte,
             time.monotonic(),
-            stray_lines=stray,
+            framing=decoder.framing if events is not None else None,
         )
-
-    @staticmethod
-    def _events(block: str, at: float) -> list[SseEvent]:
-        fields, _ = parse_sse(block)
-        data_lines = [value for name, value in fields if name == "data"]
-        if not data_lines:
-            return []
-        data = "\n".join(data_lines)
-        if data == "[DONE]":
-            return [SseEvent(data, None, at)]
-        try:
-            return [SseEvent(data, json.loads(data), at)]
-        except ValueError as exc:
-            return [SseEvent(data, None, at, json_error=str(exc))]
 
     def post(self, path: str, body: Any, **kwargs: Any) -> Exchange:
         return self.request("POST", path, body, **kwargs)

@@ -10,28 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import secrets
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from conformance.checks import RULES, CheckContext, run_checks
 from conformance.exchange import EndpointClient, Exchange
-from llamacert.environment import project_environment
+from launch import ReferenceServer
 from spec.document import Strictness
 
 __all__ = [
     "Api",
-    "EmbeddedServer",
     "RuleLedger",
     "Suite",
     "Verifier",
@@ -194,67 +186,6 @@ class Verifier:
             raise AssertionError("\n".join(self.failures))
 
 
-class EmbeddedServer:
-    """`llamacert serve` in a subprocess on a free loopback port (always stopped)."""
-
-    def __init__(self, extra_args: list[str], profile: str | None) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.api_key = secrets.token_urlsafe(16)
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [
-            sys.executable,
-            "-m",
-            "llamacert.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            # `=`: a key may begin with "-", which argparse would take for an option
-            f"--api-key={self.api_key}",
-            *extra_args,
-        ]
-        if profile:
-            command += ["--profile", profile]
-        # a file, not a pipe: nobody reads a pipe once the server is up, and a full one would stall
-        # the server at its next log line (vLLM's engine logs a lot)
-        self._log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed in stop())
-        self.process = subprocess.Popen(command, env=project_environment(), stderr=self._log, text=True)
-
-    def log_tail(self, characters: int = 6000) -> str:
-        """The end of what the server has written to stderr."""
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read()[-characters:]
-
-    def wait_ready(self, timeout_s: float = 300.0) -> None:
-        # a first vLLM start exports the embedded model and loads the engine: minutes on 2 cores
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the embedded server exited:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"the embedded server did not become ready in {timeout_s:.0f} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-
 class Suite:
     """Session-wide settings and state of a conformance run."""
 
@@ -272,14 +203,14 @@ class Suite:
         self.results_json = _option(config, "results_json", "LLAMACERT_RESULTS_JSON")
         self.ledger = RuleLedger()
         self.started_at = dt.datetime.now(dt.UTC)
-        self.server: EmbeddedServer | None = None
+        self.server: ReferenceServer | None = None
         self.model_info: dict[str, Any] | None = None
         self._client: EndpointClient | None = None
 
     def client(self) -> EndpointClient:
         if self._client is None:
             if not self.endpoint:
-                self.server = EmbeddedServer(list(self.config.getoption("server_arg") or []), self.profile)
+                self.server = ReferenceServer(list(self.config.getoption("server_arg") or []), self.profile)
                 self.server.wait_ready()
                 self.endpoint, self.api_key = self.server.url, self.server.api_key
             assert self.endpoint is not None

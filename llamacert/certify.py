@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conformance.plugin import EmbeddedServer
-from llamacert.environment import PROJECT_ROOT, project_environment
+from launch import PROJECT_ROOT, ReferenceServer, project_environment
 from spec.profiles import get_profile
 
 __all__ = ["certify_main"]
@@ -113,13 +112,13 @@ def certify_main(argv: list[str]) -> int:
     # absolute: the suite runs in a subprocess whose working directory is the installed package
     out: Path = (args.out or Path("llamacert-reports") / stamp).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    servers: list[EmbeddedServer] = []
+    servers: list[ReferenceServer] = []
     try:
         endpoint, api_key = args.endpoint, args.api_key
         embedded = endpoint is None
         if embedded:
             _step(f"starting the embedded reference server (llama.cpp + SmolLM2, profile {profile.name})")
-            server = EmbeddedServer(["--context-length", "2048"], profile.name)
+            server = ReferenceServer(["--context-length", "2048"], profile.name)
             servers.append(server)
             server.wait_ready()
             endpoint, api_key = server.url, server.api_key
@@ -147,7 +146,9 @@ def certify_main(argv: list[str]) -> int:
                 target, target_key = endpoint, api_key
                 if embedded:
                     _step("rate-limit compliance: the reference server's limiter on the simulated backend")
-                    simulated = EmbeddedServer(["--backend", "simulated", "--simulated-token-s", "0.005"], profile.name)
+                    simulated = ReferenceServer(
+                        ["--backend", "simulated", "--simulated-token-s", "0.005"], profile.name
+                    )
                     servers.append(simulated)
                     simulated.wait_ready()
                     target, target_key = simulated.url, simulated.api_key

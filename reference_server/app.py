@@ -57,10 +57,9 @@ from spec.models import (
     TextContentPart,
     Usage,
 )
+from spec.sse import DONE_EVENT, encode_event
 
 __all__ = ["AppState", "create_app"]
-
-SSE_DONE = "data: [DONE]\n\n"
 
 
 @dataclass
@@ -383,7 +382,7 @@ class _Routes:
                 model=model_name,
                 choices=[CompletionChunkChoice(index=index, text=text, finish_reason=finish_reason, logprobs=logprobs)],
             )
-        return f"data: {chunk.model_dump_json()}\n\n"
+        return encode_event(chunk.model_dump_json())
 
     async def _stream(self, state: AppState, prepared: _Prepared) -> AsyncIterator[str]:
         created = int(time.time())
@@ -428,19 +427,19 @@ class _Routes:
                 usage_chunk = chunk_class(
                     id=prepared.request_id, created=created, model=model_name, choices=[], usage=usage
                 )
-                yield f"data: {usage_chunk.model_dump_json()}\n\n"
+                yield encode_event(usage_chunk.model_dump_json())
         except (asyncio.CancelledError, GeneratorExit):
             await state.backend.abort(prepared.request_id)
             raise
         except BackendOverloaded as exc:
             error = ApiError(503, "overloaded", str(exc))
-            yield f"data: {json.dumps(error.body())}\n\n"
+            yield encode_event(json.dumps(error.body()))
         except Exception as exc:  # an error after the 200 goes in-band (D21), never as a traceback
             error = ApiError(500, "server_error", f"generation failed: {type(exc).__name__}")
-            yield f"data: {json.dumps(error.body())}\n\n"
+            yield encode_event(json.dumps(error.body()))
         finally:
             self._settle(state, prepared, completion_tokens)
-        yield SSE_DONE
+        yield DONE_EVENT
 
 
 async def _info(request: Request) -> Response:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import uvicorn
 
-from llamacert.environment import project_environment
+from launch import project_environment
 from reference_server.server import build_app
 from reference_server.settings import ServerSettings
 
