@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from spec.models import AZURE_PASS_THROUGH, AZURE_ROUTE_KINDS, AZURE_VERSIONED_ROUTES, azure_extra_members
 from spec.sse import DONE, SseDecoder, SseFraming, SseMessage, encode_event
 
 __all__ = ["EndpointClient", "Exchange", "RecordedRequest", "SseEvent"]
@@ -105,10 +106,20 @@ def _event(message: SseMessage, at: float) -> SseEvent:
 class EndpointClient:
     """Sends requests to one endpoint and records them as exchanges."""
 
-    def __init__(self, base_url: str, api_key: str | None, *, timeout_s: float = 120.0, auth: str = "bearer") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout_s: float = 120.0,
+        auth: str = "bearer",
+        api_version: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.auth = auth
+        self.api_version = api_version
+        """Sent as `?api-version=` on the Azure routes, as azure-ai-inference does (D26); None sends none."""
         self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
 
     def close(self) -> None:
@@ -121,6 +132,20 @@ class EndpointClient:
             return {"api-key": self.api_key}
         return {"Authorization": f"Bearer {self.api_key}"}
 
+    @staticmethod
+    def _azure_headers(method: str, path: str, body: Any) -> dict[str, str]:
+        """`extra-parameters: pass-through` on an Azure-route body carrying Llama extras, as the SDK sends it (D25)."""
+        kind = AZURE_ROUTE_KINDS.get(path.partition("?")[0])
+        if method != "POST" or kind is None or not isinstance(body, dict) or not azure_extra_members(body, kind):
+            return {}
+        return dict(AZURE_PASS_THROUGH)
+
+    def _with_api_version(self, path: str) -> str:
+        route, _, query = path.partition("?")
+        if self.api_version is None or route not in AZURE_VERSIONED_ROUTES or "api-version=" in query:
+            return path
+        return f"{path}{'&' if query else '?'}api-version={self.api_version}"
+
     def request(
         self,
         method: str,
@@ -131,12 +156,17 @@ class EndpointClient:
         headers: dict[str, str] | None = None,
         with_auth: bool = True,
     ) -> Exchange:
-        sent_headers = {**(self.auth_headers() if with_auth else {}), **(headers or {})}
+        sent_headers = {
+            **(self.auth_headers() if with_auth else {}),
+            **self._azure_headers(method, path, body),
+            **(headers or {}),
+        }
         content: bytes | None = raw_body
         if body is not None and raw_body is None:
             content = json.dumps(body).encode()
         if content is not None:
             sent_headers.setdefault("Content-Type", "application/json")
+        path = self._with_api_version(path)
         recorded = RecordedRequest(method, path, body, raw_body, sent_headers)
         started = time.monotonic()
         events: list[SseEvent] | None = None

@@ -17,10 +17,13 @@ from pydantic import (
 )
 
 __all__ = [
-    "FINISH_REASONS",
     "AZURE_API_VERSIONS",
     "AZURE_KNOWN_MEMBERS",
+    "AZURE_PASS_THROUGH",
+    "AZURE_ROUTE_KINDS",
+    "AZURE_VERSIONED_ROUTES",
     "EXTRA_PARAMETERS_VALUES",
+    "FINISH_REASONS",
     "AssistantMessage",
     "ChatChoice",
     "ChatChunkChoice",
@@ -53,6 +56,7 @@ __all__ = [
     "StreamOptions",
     "TextContentPart",
     "Usage",
+    "azure_extra_members",
 ]
 
 
@@ -68,21 +72,51 @@ class InvalidParameter(ValueError):
 AZURE_API_VERSIONS: tuple[str, ...] = ("2024-05-01-preview", "2024-04-01-preview", "2025-04-01", "2025-05-01")
 # The values of the `extra-parameters` request header on the Azure routes (D25); `error` is the default.
 EXTRA_PARAMETERS_VALUES: tuple[str, ...] = ("error", "drop", "pass-through")
+# The Azure routes with a request body and the kind of body each takes; all three take api-version (D26).
+AZURE_ROUTE_KINDS: dict[str, str] = {"/chat/completions": "chat", "/completions": "completion"}
+AZURE_VERSIONED_ROUTES: frozenset[str] = frozenset({*AZURE_ROUTE_KINDS, "/info"})
+# What a client of the Azure routes sends with a body carrying Llama extras, as azure-ai-inference does.
+AZURE_PASS_THROUGH: dict[str, str] = {"extra-parameters": "pass-through"}
 # The members Azure AI Model Inference defines on each Azure route (D25); anything else is a Llama extra.
 AZURE_KNOWN_MEMBERS: dict[str, frozenset[str]] = {
     "chat": frozenset(
         {
-            "messages", "stream", "max_tokens", "temperature", "top_p", "stop", "presence_penalty",
-            "frequency_penalty", "seed", "response_format", "tools", "tool_choice", "model",
+            "messages",
+            "stream",
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "stop",
+            "presence_penalty",
+            "frequency_penalty",
+            "seed",
+            "response_format",
+            "tools",
+            "tool_choice",
+            "model",
         }
     ),
     "completion": frozenset(
         {
-            "prompt", "stream", "max_tokens", "temperature", "top_p", "stop", "presence_penalty",
-            "frequency_penalty", "seed", "model",
+            "prompt",
+            "stream",
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "stop",
+            "presence_penalty",
+            "frequency_penalty",
+            "seed",
+            "model",
         }
     ),
 }
+
+
+def azure_extra_members(body: dict[str, Any], kind: str) -> list[str]:
+    """The members of a request body that the Azure routes treat as extras (D25), sorted; kind: chat|completion."""
+    return sorted(name for name in body if name not in AZURE_KNOWN_MEMBERS[kind])
+
 
 FinishReason = Literal["stop", "length", "content_filter", "content_filter_error"] | None
 FINISH_REASONS: tuple[str, ...] = ("stop", "length", "content_filter", "content_filter_error")
@@ -273,7 +307,7 @@ class ChatCompletionRequest(GenerationParameters):
     """Body of POST /v1/chat/completions and POST /chat/completions."""
 
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=512)]
-    logprobs: bool | Annotated[int, Field(ge=0, le=20)] | None = None  # type: ignore[assignment]
+    logprobs: bool | Annotated[int, Field(ge=0, le=20)] | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = None
