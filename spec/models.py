@@ -236,21 +236,15 @@ class GenerationParameters(RequestModel):
         for name in ("max_tokens", "n", "best_of", "logprobs", "seed", "max_completion_tokens", "top_logprobs"):
             if name in data:
                 data[name] = _integral(data[name])
-        # max_completion_tokens (OpenAI's newer name, D30) stands for max_tokens when that is absent
-        newer = data.get("max_completion_tokens")
-        if newer is not None and data.get("max_tokens") is None:
-            data["max_tokens"] = newer
         if isinstance(data.get("stop_token_ids"), list):
             data["stop_token_ids"] = [_integral(value) for value in data["stop_token_ids"]]
         return data
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> GenerationParameters:
-        if self.max_completion_tokens is not None and self.max_completion_tokens != self.max_tokens:
-            raise InvalidParameter(
-                "max_completion_tokens",
-                f"max_completion_tokens ({self.max_completion_tokens}) and max_tokens ({self.max_tokens}) disagree",
-            )
+        if self.max_completion_tokens is not None:
+            # OpenAI's newer name (D30): when given, it is the limit (vLLM's precedence)
+            self.max_tokens = self.max_completion_tokens
         best_of = self.effective_best_of
         if best_of < self.n:
             raise InvalidParameter("best_of", f"best_of ({best_of}) must be greater than or equal to n ({self.n})")
