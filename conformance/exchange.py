@@ -119,7 +119,7 @@ class EndpointClient:
         self.api_key = api_key
         self.auth = auth
         self.api_version = api_version
-        """Sent as `?api-version=` on the Azure routes, as azure-ai-inference does (D26); None sends none."""
+        """Sent as `?api-version=` on the Azure routes, as azure-ai-inference does (D27); None sends none."""
         self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
 
     def close(self) -> None:
@@ -134,7 +134,7 @@ class EndpointClient:
 
     @staticmethod
     def _azure_headers(method: str, path: str, body: Any) -> dict[str, str]:
-        """`extra-parameters: pass-through` on an Azure-route body carrying Llama extras, as the SDK sends it (D25)."""
+        """`extra-parameters: pass-through` on an Azure-route body carrying Llama extras, as the SDK sends it (D26)."""
         kind = AZURE_ROUTE_KINDS.get(path.partition("?")[0])
         if method != "POST" or kind is None or not isinstance(body, dict) or not azure_extra_members(body, kind):
             return {}

@@ -115,12 +115,12 @@ def _is_count(value: Any) -> bool:
 
 
 def _servable(body: dict[str, Any]) -> None:
-    """Replace valid values this deployment refuses (D29, D30 cross-field rules) by valid values it serves.
+    """Replace valid values this deployment refuses (D30, D31 cross-field rules) by valid values it serves.
 
     Only valid values are changed, and only into valid values, so an invalid case stays invalid.
     """
     if _is_count(body.get("max_completion_tokens")) and _is_count(body.get("max_tokens")):
-        # when given it is the limit (D30); the checks read max_tokens
+        # when given it is the limit (D31); the checks read max_tokens
         body["max_completion_tokens"] = max(1, int(body["max_tokens"]))
     if _is_count(body.get("top_logprobs")) and body.get("logprobs") is not True:
         del body["top_logprobs"]
@@ -131,7 +131,8 @@ def _servable(body: dict[str, Any]) -> None:
     calls_tools = tool_choice in ("required", "auto") or isinstance(tool_choice, dict)
     if calls_tools or (tool_choice is None and isinstance(body.get("tools"), list) and body["tools"]):
         body["tool_choice"] = "none"
-    for message in body.get("messages") if isinstance(body.get("messages"), list) else []:
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else []:
         if not isinstance(message, dict):
             continue
         if message.get("role") == "tool":
@@ -144,7 +145,7 @@ def _servable(body: dict[str, Any]) -> None:
 
 @positive.hook  # type: ignore[untyped-decorator]
 def map_headers(context: Any, headers: Any) -> Any:
-    """Valid cases may carry any member (additionalProperties): on the Azure routes that needs pass-through (D25)."""
+    """Valid cases may carry any member (additionalProperties): on the Azure routes that needs pass-through (D26)."""
     return {**(headers or {}), **AZURE_PASS_THROUGH}
 
 

@@ -34,7 +34,7 @@ import httpx
 
 from launch import ReferenceServer
 from perf.cpu_usage import machine_busy_cpu_s, process_cpu_s
-from reference_server.backends.llamacpp import embedded_model_path
+from reference_server.backends.embedded import embedded_model_path
 
 __all__ = ["DirectLlama", "OverheadRun", "ServedLlama", "SideTiming", "measure_overhead", "served_llama"]
 

@@ -1,5 +1,5 @@
 """Typed API errors: each carries its status, code and offending parameter, rendered as the one envelope (D14),
-which on the Azure routes is also an Azure.Core error body with its `x-ms-error-code` header (D27)."""
+which on the Azure routes is also an Azure.Core error body with its `x-ms-error-code` header (D28)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = [
     "from_validation_error",
 ]
 
-# Azure content safety's inner error code for a refused prompt (D27).
+# Azure content safety's inner error code for a refused prompt (D28).
 CONTENT_FILTER_INNER_CODE = "ResponsibleAIPolicyViolation"
 # Azure reports these categories as detected or not, the others by severity.
 _DETECTION_CATEGORIES = frozenset(
@@ -74,7 +74,7 @@ class ApiError(Exception):
         return envelope.model_dump(mode="json")
 
     def azure_body(self) -> dict[str, Any]:
-        """The same error as an Azure.Core ErrorResponse that keeps our members (D27)."""
+        """The same error as an Azure.Core ErrorResponse that keeps our members (D28)."""
         details = [
             ErrorBody(code=self.code, message=message, target=target).model_dump(mode="json", exclude_none=True)
             for target, message in self.problems
@@ -114,7 +114,7 @@ def error_response(error: ApiError, extra_headers: dict[str, str] | None = None)
 
 
 def azure_error_response(error: ApiError, extra_headers: dict[str, str] | None = None) -> JSONResponse:
-    """The Azure routes' answer: the Azure.Core body and `x-ms-error-code` (D27)."""
+    """The Azure routes' answer: the Azure.Core body and `x-ms-error-code` (D28)."""
     headers = {**error.headers, **(extra_headers or {}), "x-ms-error-code": error.code}
     return JSONResponse(error.azure_body(), status_code=error.status, headers=headers)
 

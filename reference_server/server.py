@@ -10,9 +10,8 @@ from starlette.applications import Starlette
 
 from reference_server.app import create_app
 from reference_server.backends.base import Backend
-from reference_server.content_safety import load_content_filter
+from reference_server.moderation import ContentSafety, load_content_filter
 from reference_server.ratelimit import RateLimiter
-from reference_server.safety import ContentSafety
 from reference_server.settings import ServerSettings
 from spec.profiles import get_profile
 
@@ -76,7 +75,7 @@ def build_app(settings: ServerSettings, backend: Backend | None = None, api_key:
     safety = None
     if use_safety:
         content_filter = load_content_filter(settings.content_safety_config)
-        safety = ContentSafety(content_filter, settings.content_filter_timeout_s, content_filter.hold_back_chars)
+        safety = ContentSafety(content_filter, settings.content_filter_timeout_s)
     return create_app(
         settings,
         backend or build_backend(settings),
