@@ -226,7 +226,7 @@ class LlamaUser(FastHttpUser):
                 kind.route,
                 name=kind.stats_name,
                 data=planned.body,  # type: ignore[arg-type]  # bytes are sent as they are
-                # the workload's Llama fields (ignore_eos, stream_options) are extras on the Azure routes (D26)
+                # the workload's Llama fields (ignore_eos, stream_options) are extras on the Azure routes (D40)
                 headers=self._headers if kind.route_family == "llama" else {**self._headers, **AZURE_PASS_THROUGH},
                 stream=True,
                 catch_response=True,

@@ -18,11 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from reference_server.admission import GenerationGate
 from reference_server.azure import ClientRequestIdMiddleware, check_api_version, is_azure_route
 from reference_server.backends.base import Backend, BackendOverloaded
 from reference_server.chat import ChatApi
 from reference_server.completions import CompletionsApi
 from reference_server.errors import ApiError, azure_error_response, error_response
+from reference_server.faults import FaultBarrier
 from reference_server.moderation import ContentSafety
 from reference_server.ratelimit import RateLimiter, rate_limit_headers
 from reference_server.serving import ApiFamily, AppState, GenerationEndpoint, app_state, authenticate
@@ -32,7 +34,7 @@ from spec.routes import GENERATION_ROUTES, Api, info_path
 
 __all__ = ["create_app"]
 
-API_FAMILIES: dict[Api, ApiFamily] = {"completion": CompletionsApi(), "chat": ChatApi()}
+_API_FAMILIES: dict[Api, ApiFamily] = {"completion": CompletionsApi(), "chat": ChatApi()}
 
 
 async def _info(request: Request) -> Response:
@@ -48,7 +50,7 @@ async def _info(request: Request) -> Response:
 
 
 async def _models(request: Request) -> Response:
-    """GET /v1/models, OpenAI's list form of the one deployed model (D31)."""
+    """GET /v1/models, OpenAI's list form of the one deployed model (D45)."""
     state = app_state(request)
     authenticate(request, state.api_key)
     info = state.backend.info
@@ -61,11 +63,13 @@ async def _openapi(request: Request) -> Response:
 
 
 async def _health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "backend": app_state(request).backend.info.backend})
+    state = app_state(request)
+    # in_flight: requests admitted to generation or waiting for it (zero on an idle server)
+    return JSONResponse({"status": "ok", "backend": state.backend.info.backend, "in_flight": state.gate.in_flight})
 
 
 def _error_response(request: Request, error: ApiError, headers: dict[str, str] | None = None) -> Response:
-    """Our envelope on the Llama routes; the Azure.Core form of it on the Azure routes (D28)."""
+    """Our envelope on the Llama routes; the Azure.Core form of it on the Azure routes (D42)."""
     render = azure_error_response if is_azure_route(request.url.path) else error_response
     return render(error, headers)
 
@@ -97,11 +101,6 @@ async def _overloaded(request: Request, exc: Exception) -> Response:
     return _error_response(request, ApiError(503, "overloaded", str(exc), headers={"Retry-After": str(retry)}))
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # A bug of ours: the client still gets the envelope, never a traceback.
-    return _error_response(request, ApiError(500, "server_error", f"internal error ({type(exc).__name__})"))
-
-
 def create_app(
     settings: ServerSettings,
     backend: Backend,
@@ -120,7 +119,7 @@ def create_app(
         finally:
             await backend.close()
 
-    endpoints = {api: GenerationEndpoint(family) for api, family in API_FAMILIES.items()}
+    endpoints = {api: GenerationEndpoint(family) for api, family in _API_FAMILIES.items()}
     routes = [
         *(Route(route.path, endpoints[route.api].handle, methods=["POST"]) for route in GENERATION_ROUTES),
         Route(info_path(), _info, methods=["GET"]),
@@ -133,13 +132,14 @@ def create_app(
         ApiError: _api_error,
         HTTPException: _http_error,
         BackendOverloaded: _overloaded,
-        Exception: _unexpected,
     }
+    # the fault barrier answers whatever no handler took: a 500 envelope on a connection that stays open
     app = Starlette(
         routes=routes,
         exception_handlers=handlers,
+        middleware=[Middleware(ClientRequestIdMiddleware), Middleware(FaultBarrier)],
         lifespan=lifespan,
-        middleware=[Middleware(ClientRequestIdMiddleware)],
     )
-    app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety)
+    gate = GenerationGate(backend.info.concurrency, settings.max_waiting, settings.slot_wait_s)
+    app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety, gate)
     return app

@@ -1,5 +1,5 @@
 """The Azure AI Model Inference face of the reference server: `api-version`, the `extra-parameters`
-header and the client request id, on the Azure routes only (spec/DECISIONS.md D26-D28).
+header and the client request id, on the Azure routes only (spec/DECISIONS.md D40-D42).
 
 The Llama routes (`/v1/*`) never pass through here; their contract is the seed tables' (D15).
 """
@@ -36,7 +36,7 @@ def is_azure_route(path: str) -> bool:
 
 
 def check_api_version(request: Request) -> None:
-    """An absent api-version is the newest; one the REST spec does not list is a 400 (D27)."""
+    """An absent api-version is the newest; one the REST spec does not list is a 400 (D41)."""
     version = request.query_params.get("api-version")
     if version is None or version in AZURE_API_VERSIONS:
         return
@@ -50,7 +50,7 @@ def check_api_version(request: Request) -> None:
 
 
 def admit_members(request: Request, body: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The body as the `extra-parameters` header says to serve it (D26).
+    """The body as the `extra-parameters` header says to serve it (D40).
 
     `error` (also when the header is absent) refuses members the Azure API does not define,
     naming each; `drop` removes them; `pass-through` keeps them for the model.
@@ -80,7 +80,7 @@ def admit_members(request: Request, body: dict[str, Any], kind: str) -> dict[str
 
 
 class ClientRequestIdMiddleware:
-    """Echo the client's `x-ms-client-request-id` on the response, as Azure services do (D28)."""
+    """Echo the client's `x-ms-client-request-id` on the response, as Azure services do (D42)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

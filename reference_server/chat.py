@@ -6,7 +6,6 @@ from typing import Any
 
 from reference_server.backends.base import Backend, ChatTurn, Choice
 from reference_server.errors import ApiError
-from reference_server.serving import Prepared, choice_logprobs
 from spec.models import (
     AssistantMessage,
     ChatChoice,
@@ -20,14 +19,13 @@ from spec.models import (
     Logprobs,
     OpenAIChatLogprobs,
     TextContentPart,
-    Usage,
 )
 
 __all__ = ["ChatApi"]
 
 
 def _refuse_unserved(request: ChatCompletionRequest) -> None:
-    """Azure members this deployment cannot serve are refused as Azure refuses them, never ignored (D30)."""
+    """Azure members this deployment cannot serve are refused as Azure refuses them, never ignored (D44)."""
 
     def unsupported(param: str, message: str) -> ApiError:
         return ApiError(422, "parameter_not_supported", message, param=param)
@@ -51,7 +49,7 @@ def _refuse_unserved(request: ChatCompletionRequest) -> None:
 def _chat_turns(request: ChatCompletionRequest) -> list[ChatTurn]:
     turns = []
     for index, message in enumerate(request.messages):
-        role = "system" if message.role == "developer" else message.role  # OpenAI's newer name (D30)
+        role = "system" if message.role == "developer" else message.role  # OpenAI's newer name (D44)
         if isinstance(message.content, str):
             turns.append(ChatTurn(role, message.content))
             continue
@@ -85,41 +83,24 @@ class ChatApi:
         turns = _chat_turns(params)
         return [await backend.render_chat(turns)], [turn.content for turn in turns]
 
-    def response(self, prepared: Prepared, choices: list[Choice], usage: Usage) -> ChatCompletionResponse:
-        return ChatCompletionResponse(
-            id=prepared.request_id,
-            created=prepared.created,
-            model=prepared.model_name,
-            usage=usage,
-            choices=[
-                ChatChoice(
-                    index=choice.index,
-                    message=AssistantMessage(content=choice.text),
-                    finish_reason=choice.finish_reason,
-                    logprobs=choice_logprobs(prepared.params, choice.tokens, 0),
-                )
-                for choice in choices
-            ],
+    response_model = ChatCompletionResponse
+    chunk_model = ChatCompletionChunk
+
+    def response_choice(self, choice: Choice, logprobs: Logprobs | OpenAIChatLogprobs | None) -> ChatChoice:
+        return ChatChoice(
+            index=choice.index,
+            message=AssistantMessage(content=choice.text),
+            finish_reason=choice.finish_reason,
+            logprobs=logprobs,
         )
 
-    def chunk(
+    def chunk_choice(
         self,
-        prepared: Prepared,
         index: int,
         text: str,
         finish_reason: FinishReason,
         first: bool,
         logprobs: Logprobs | OpenAIChatLogprobs | None,
-    ) -> ChatCompletionChunk:
+    ) -> ChatChunkChoice:
         delta = ChatDelta(role="assistant" if first else None, content=text)
-        return ChatCompletionChunk(
-            id=prepared.request_id,
-            created=prepared.created,
-            model=prepared.model_name,
-            choices=[ChatChunkChoice(index=index, delta=delta, finish_reason=finish_reason, logprobs=logprobs)],
-        )
-
-    def usage_chunk(self, prepared: Prepared, usage: Usage) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=prepared.request_id, created=prepared.created, model=prepared.model_name, choices=[], usage=usage
-        )
+        return ChatChunkChoice(index=index, delta=delta, finish_reason=finish_reason, logprobs=logprobs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from reference_server.backends.base import Backend, Choice
-from reference_server.serving import Prepared, logprobs_object
 from spec.models import (
     CompletionChoice,
     CompletionChunk,
@@ -16,7 +15,6 @@ from spec.models import (
     GenerationParameters,
     Logprobs,
     OpenAIChatLogprobs,
-    Usage,
 )
 
 __all__ = ["CompletionsApi"]
@@ -35,41 +33,22 @@ class CompletionsApi:
         assert isinstance(params, CompletionRequest)
         return params.prompts, params.prompts
 
-    def response(self, prepared: Prepared, choices: list[Choice], usage: Usage) -> CompletionResponse:
-        return CompletionResponse(
-            id=prepared.request_id,
-            created=prepared.created,
-            model=prepared.model_name,
-            usage=usage,
-            choices=[
-                CompletionChoice(
-                    index=choice.index,
-                    text=choice.text,
-                    finish_reason=choice.finish_reason,
-                    logprobs=logprobs_object(choice.tokens, 0) if prepared.params.logprobs_count is not None else None,
-                )
-                for choice in choices
-            ],
+    response_model = CompletionResponse
+    chunk_model = CompletionChunk
+
+    def response_choice(self, choice: Choice, logprobs: Logprobs | OpenAIChatLogprobs | None) -> CompletionChoice:
+        assert not isinstance(logprobs, OpenAIChatLogprobs), "the OpenAI chat form is asked for on chat only"
+        return CompletionChoice(
+            index=choice.index, text=choice.text, finish_reason=choice.finish_reason, logprobs=logprobs
         )
 
-    def chunk(
+    def chunk_choice(
         self,
-        prepared: Prepared,
         index: int,
         text: str,
         finish_reason: FinishReason,
         first: bool,
         logprobs: Logprobs | OpenAIChatLogprobs | None,
-    ) -> CompletionChunk:
+    ) -> CompletionChunkChoice:
         assert not isinstance(logprobs, OpenAIChatLogprobs), "the OpenAI chat form is asked for on chat only"
-        return CompletionChunk(
-            id=prepared.request_id,
-            created=prepared.created,
-            model=prepared.model_name,
-            choices=[CompletionChunkChoice(index=index, text=text, finish_reason=finish_reason, logprobs=logprobs)],
-        )
-
-    def usage_chunk(self, prepared: Prepared, usage: Usage) -> CompletionChunk:
-        return CompletionChunk(
-            id=prepared.request_id, created=prepared.created, model=prepared.model_name, choices=[], usage=usage
-        )
+        return CompletionChunkChoice(index=index, text=text, finish_reason=finish_reason, logprobs=logprobs)

@@ -1,5 +1,5 @@
 """Typed API errors: each carries its status, code and offending parameter, rendered as the one envelope (D14),
-which on the Azure routes is also an Azure.Core error body with its `x-ms-error-code` header (D28)."""
+which on the Azure routes is also an Azure.Core error body with its `x-ms-error-code` header (D42)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = [
     "from_validation_error",
 ]
 
-# Azure content safety's inner error code for a refused prompt (D28).
+# Azure content safety's inner error code for a refused prompt (D42).
 CONTENT_FILTER_INNER_CODE = "ResponsibleAIPolicyViolation"
 # Azure reports these categories as detected or not, the others by severity.
 _DETECTION_CATEGORIES = frozenset(
@@ -29,9 +29,11 @@ _TYPES = {
     401: "authentication_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
     500: "server_error",
     503: "server_error",
 }
@@ -74,7 +76,7 @@ class ApiError(Exception):
         return envelope.model_dump(mode="json")
 
     def azure_body(self) -> dict[str, Any]:
-        """The same error as an Azure.Core ErrorResponse that keeps our members (D28)."""
+        """The same error as an Azure.Core ErrorResponse that keeps our members (D42)."""
         details = [
             ErrorBody(code=self.code, message=message, target=target).model_dump(mode="json", exclude_none=True)
             for target, message in self.problems
@@ -114,12 +116,12 @@ def error_response(error: ApiError, extra_headers: dict[str, str] | None = None)
 
 
 def azure_error_response(error: ApiError, extra_headers: dict[str, str] | None = None) -> JSONResponse:
-    """The Azure routes' answer: the Azure.Core body and `x-ms-error-code` (D28)."""
+    """The Azure routes' answer: the Azure.Core body and `x-ms-error-code` (D42)."""
     headers = {**error.headers, **(extra_headers or {}), "x-ms-error-code": error.code}
     return JSONResponse(error.azure_body(), status_code=error.status, headers=headers)
 
 
-_UNION_BRANCHES = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "nullable"})
+_BRANCH_NAMES = {"str", "int", "float", "bool", "list", "dict", "none", "nullable"}
 
 
 def _param_from_location(location: tuple[int | str, ...]) -> str | None:
@@ -131,7 +133,7 @@ def _param_from_location(location: tuple[int | str, ...]) -> str | None:
             if parts:
                 parts[-1] += f"[{item}]"
             continue
-        if "[" in item or item.startswith("constrained-") or item in _UNION_BRANCHES:
+        if "[" in item or item.startswith("constrained-") or item in _BRANCH_NAMES:
             continue
         parts.append(item)
     return ".".join(parts) or None
@@ -139,7 +141,10 @@ def _param_from_location(location: tuple[int | str, ...]) -> str | None:
 
 def from_validation_error(error: ValidationError) -> ApiError:
     """The first problem of a pydantic ValidationError as a 400 naming its parameter."""
-    first = error.errors(include_url=False)[0]
+    problems = error.errors(include_url=False)
+    # a union reports one problem per branch; the branch of the value's own type (not a "*_type"
+    # mismatch) says what is wrong with it, e.g. "at most 16 items" rather than "not a string"
+    first = next((p for p in problems if not p["type"].endswith("_type")), problems[0])
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, InvalidParameter):
         return ApiError(400, "invalid_request", str(cause), param=cause.param)

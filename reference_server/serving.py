@@ -13,15 +13,16 @@ import contextlib
 import hmac
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from reference_server.admission import GenerationGate, Permit
 from reference_server.azure import admit_members, check_api_version
 from reference_server.backends.base import (
     Backend,
@@ -32,7 +33,10 @@ from reference_server.backends.base import (
     Generation,
     SamplingOptions,
 )
+from reference_server.drain import Drain
+from reference_server.edge import BodyLimits, read_json_object, refuse_costly_stops
 from reference_server.errors import ApiError, from_validation_error
+from reference_server.faults import request_id_of
 from reference_server.moderation import ContentSafety, StreamModerator
 from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
 from reference_server.settings import ServerSettings
@@ -70,7 +74,13 @@ class AppState:
     api_key: str
     rate_limiter: RateLimiter | None
     safety: ContentSafety | None
+    gate: GenerationGate
+    drain: Drain = field(default_factory=Drain)
     openapi_json: bytes = field(default_factory=lambda: json.dumps(load_document()).encode())
+
+    @property
+    def body_limits(self) -> BodyLimits:
+        return BodyLimits(self.settings.max_body_bytes, self.settings.max_json_depth, self.settings.body_timeout_s)
 
 
 def app_state(request: Request) -> AppState:
@@ -87,33 +97,6 @@ def authenticate(request: Request, api_key: str) -> None:
     # constant time: the comparison must not leak how much of a guessed key was right
     if not hmac.compare_digest(supplied.encode(), api_key.encode()):
         raise ApiError(401, "invalid_api_key", "the key is not valid for this endpoint")
-
-
-async def _read_json(request: Request, limit: int) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"the request body is {declared} bytes; the limit is {limit} bytes")
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise ApiError(413, "payload_too_large", f"the request body exceeds the limit of {limit} bytes")
-    except ClientDisconnect:
-        raise ApiError(400, "invalid_request", "the client went away before sending the whole body") from None
-    if not body:
-        raise ApiError(400, "invalid_request", "the request body is empty; send a JSON object")
-
-    def refuse_constant(name: str) -> None:
-        raise ValueError(f"{name} is not valid JSON")
-
-    try:
-        data = json.loads(body, parse_constant=refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_request", "the request body must be a JSON object")
-    return data
 
 
 def _sampling_options(params: GenerationParameters) -> SamplingOptions:
@@ -156,7 +139,7 @@ def logprobs_object(tokens: list[GeneratedToken], start_offset: int) -> Logprobs
 
 
 def _openai_chat_logprobs(tokens: list[GeneratedToken], alternatives: int) -> OpenAIChatLogprobs:
-    """The OpenAI chat form (D31): each token with its `alternatives` most likely tokens."""
+    """The OpenAI chat form (D45): each token with its `alternatives` most likely tokens."""
     content = []
     for token in tokens:
         if token.logprob is None:
@@ -179,7 +162,7 @@ def _openai_chat_logprobs(tokens: list[GeneratedToken], alternatives: int) -> Op
 def choice_logprobs(
     params: GenerationParameters, tokens: list[GeneratedToken], start_offset: int
 ) -> Logprobs | OpenAIChatLogprobs | None:
-    """A choice's logprobs in the form the request asked for (D19, D31), or None when it asked for none."""
+    """A choice's logprobs in the form the request asked for (D19, D45), or None when it asked for none."""
     alternatives = params.logprobs_count
     if alternatives is None:
         return None
@@ -195,7 +178,7 @@ class Prepared:
     params: GenerationParameters
     options: SamplingOptions
     prompts: list[str]
-    """One prompt, except for the OpenAI list form of a completions prompt (D31)."""
+    """One prompt, except for the OpenAI list form of a completions prompt (D45)."""
     prompt_tokens: int
     request_id: str
     ticket: Ticket | None
@@ -221,25 +204,29 @@ class ApiFamily(Protocol):
         """The validated request (raises pydantic's ValidationError)."""
 
     async def prompts(self, params: GenerationParameters, backend: Backend) -> tuple[list[str], list[str]]:
-        """The prompt texts for the backend (one, or the OpenAI list form's several), and the user texts
-        content safety judges."""
+        """The prompt texts for the backend (one, or the OpenAI list form's several, D45), and the user
+        texts content safety judges."""
 
-    def response(self, prepared: Prepared, choices: list[Choice], usage: Usage) -> BaseModel:
-        """The non-streamed response body."""
+    @property
+    def response_model(self) -> type[BaseModel]:
+        """The non-streamed response body; its choices come from `response_choice`."""
 
-    def chunk(
+    @property
+    def chunk_model(self) -> type[BaseModel]:
+        """One streamed chunk; its choices come from `chunk_choice`."""
+
+    def response_choice(self, choice: Choice, logprobs: Logprobs | OpenAIChatLogprobs | None) -> BaseModel:
+        """One choice of the non-streamed body."""
+
+    def chunk_choice(
         self,
-        prepared: Prepared,
         index: int,
         text: str,
         finish_reason: FinishReason,
         first: bool,
         logprobs: Logprobs | OpenAIChatLogprobs | None,
     ) -> BaseModel:
-        """One streamed chunk of one choice."""
-
-    def usage_chunk(self, prepared: Prepared, usage: Usage) -> BaseModel:
-        """The final usage chunk of a stream (stream_options.include_usage)."""
+        """One choice's piece of a streamed chunk (`first`: the choice's first chunk)."""
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
@@ -248,39 +235,76 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
     )
 
 
+class _AdmittedStream(StreamingResponse):
+    """A stream holding a generation permit: released when the response ends, even if it never started."""
+
+    def __init__(self, permit: Permit, content: AsyncIterator[str], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._permit = permit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._permit.release()
+
+
 class GenerationEndpoint:
     """One generation route: prepare the request, then answer it whole or as a stream."""
 
     def __init__(self, family: ApiFamily) -> None:
         self.family = family
 
+    @staticmethod
+    def _envelope(prepared: Prepared) -> dict[str, Any]:
+        """The members every response and chunk of one request share."""
+        return {"id": prepared.request_id, "created": prepared.created, "model": prepared.model_name}
+
     async def handle(self, request: Request) -> Response:
         state = app_state(request)
+        if state.drain.draining:
+            raise state.drain.refusal()
         prepared = await self._prepare(request, state)
         try:
-            if prepared.params.stream:
-                return StreamingResponse(
-                    self._stream(state, prepared),
-                    media_type="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **prepared.limit_headers},
-                )
-            return await self._complete(state, prepared)
+            # admitted (or refused with 503) before any status is sent, streamed or not (D56)
+            permit = await state.gate.admit()
         except BaseException:
             self._settle(state, prepared, 0)
             raise
+        if prepared.params.stream:
+            return _AdmittedStream(
+                permit,
+                self._stream(state, prepared),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **prepared.limit_headers},
+            )
+        try:
+            async with state.drain.deadline():
+                return await self._complete(state, prepared)
+        except TimeoutError:
+            self._settle(state, prepared, 0)
+            if not state.drain.expired():
+                raise
+            raise state.drain.refusal() from None
+        except BaseException:
+            self._settle(state, prepared, 0)
+            raise
+        finally:
+            permit.release()
 
     async def _prepare(self, request: Request, state: AppState) -> Prepared:
         authenticate(request, state.api_key)
         azure_kind = AZURE_ROUTE_KINDS.get(request.url.path)
         if azure_kind is not None:
             check_api_version(request)
-        data = await _read_json(request, state.settings.max_body_bytes)
+        data = await read_json_object(request, state.body_limits)
         if azure_kind is not None:
             data = admit_members(request, data, azure_kind)
         try:
             params = self.family.parse(data)
         except ValidationError as exc:
             raise from_validation_error(exc) from None
+        refuse_costly_stops(params.stop_sequences, state.settings.max_stop_chars)
         prompts, texts = await self.family.prompts(params, state.backend)
         prompt_param = self.family.prompt_param
         if params.stream and len(prompts) > 1:
@@ -315,7 +339,7 @@ class GenerationEndpoint:
             options=options,
             prompts=prompts,
             prompt_tokens=prompt_tokens,
-            request_id=f"{self.family.id_prefix}-{uuid.uuid4().hex}",
+            request_id=f"{self.family.id_prefix}-{request_id_of(request)}",
             ticket=ticket,
             limit_headers=limit_headers,
             created=int(time.time()),
@@ -327,9 +351,7 @@ class GenerationEndpoint:
         """The prompt's token count; a 400 for an empty prompt or one that with max_tokens exceeds the context."""
         prompt_tokens = len(await state.backend.tokenize(prompt))
         if prompt_tokens == 0:
-            raise ApiError(
-                400, "invalid_request", "the prompt has no tokens: there is nothing to continue", param=param
-            )
+            raise ApiError(400, "invalid_request", "the prompt has no tokens: nothing to continue", param=param)
         context = state.backend.info.context_length
         if prompt_tokens + max_tokens > context:
             raise ApiError(
@@ -359,7 +381,7 @@ class GenerationEndpoint:
             return Generation(choices=empty, prompt_tokens=prepared.prompt_tokens, generated_tokens=0)
         if len(prepared.prompts) == 1:
             return await state.backend.generate(prepared.prompts[0], prepared.options, prepared.request_id)
-        # the OpenAI list form (D31): one after another under the one request id, so abort reaches each
+        # the OpenAI list form (D45): one after another under the one request id, so abort reaches each
         choices: list[Choice] = []
         generated_tokens = 0
         for position, prompt in enumerate(prepared.prompts):
@@ -387,7 +409,14 @@ class GenerationEndpoint:
         self._settle(state, prepared, generation.generated_tokens)
         choices = [await self._moderate(state, choice) for choice in generation.choices]
         usage = _usage(prepared.prompt_tokens, sum(len(choice.tokens) for choice in choices))
-        body = self.family.response(prepared, choices, usage)
+        body = self.family.response_model(
+            **self._envelope(prepared),
+            usage=usage,
+            choices=[
+                self.family.response_choice(choice, choice_logprobs(prepared.params, choice.tokens, 0))
+                for choice in choices
+            ],
+        )
         return JSONResponse(body.model_dump(mode="json"), headers=prepared.limit_headers)
 
     async def _stream(self, state: AppState, prepared: Prepared) -> AsyncIterator[str]:
@@ -397,36 +426,48 @@ class GenerationEndpoint:
         moderators: dict[int, StreamModerator] = {}
         finished: set[int] = set()
         try:
-            async for delta in self._deltas(state, prepared):
-                if delta.index in finished:
-                    continue
-                tokens = delta.tokens
-                finish_reason = delta.finish_reason
-                if state.safety is not None:
-                    moderator = moderators.setdefault(delta.index, state.safety.stream_moderator())
-                    tokens, finish_reason = await moderator.step(tokens, finish_reason)
-                if not tokens and finish_reason is None:
-                    continue
-                completion_tokens += len(tokens)
-                offset = offsets.get(delta.index, 0)
-                text = "".join(t.text for t in tokens)
-                offsets[delta.index] = offset + len(text)
-                first = delta.index not in started
-                started.add(delta.index)
-                logprobs = choice_logprobs(prepared.params, tokens, offset)
-                chunk = self.family.chunk(prepared, delta.index, text, finish_reason, first, logprobs)
-                yield encode_event(chunk.model_dump_json())
-                if finish_reason is not None:
-                    finished.add(delta.index)
-                    # a filtered choice's backend generation runs on; stop once every choice is done
-                    if finish_reason.startswith("content_filter") and len(finished) == prepared.options.n:
-                        break
+            async with state.drain.deadline():
+                async for delta in self._deltas(state, prepared):
+                    if delta.index in finished:
+                        continue
+                    tokens = delta.tokens
+                    finish_reason = delta.finish_reason
+                    if state.safety is not None:
+                        moderator = moderators.setdefault(delta.index, state.safety.stream_moderator())
+                        tokens, finish_reason = await moderator.step(tokens, finish_reason)
+                    if not tokens and finish_reason is None:
+                        continue
+                    completion_tokens += len(tokens)
+                    offset = offsets.get(delta.index, 0)
+                    text = "".join(t.text for t in tokens)
+                    offsets[delta.index] = offset + len(text)
+                    first = delta.index not in started
+                    started.add(delta.index)
+                    logprobs = choice_logprobs(prepared.params, tokens, offset)
+                    piece = self.family.chunk_choice(delta.index, text, finish_reason, first, logprobs)
+                    chunk = self.family.chunk_model(**self._envelope(prepared), choices=[piece])
+                    yield encode_event(chunk.model_dump_json())
+                    if finish_reason is not None:
+                        finished.add(delta.index)
+                        # a filtered choice's backend generation runs on; stop once every choice is done
+                        if finish_reason.startswith("content_filter") and len(finished) == prepared.options.n:
+                            break
             if prepared.params.include_usage_in_stream:
-                usage_chunk = self.family.usage_chunk(prepared, _usage(prepared.prompt_tokens, completion_tokens))
+                usage = _usage(prepared.prompt_tokens, completion_tokens)
+                usage_chunk = self.family.chunk_model(**self._envelope(prepared), choices=[], usage=usage)
                 yield encode_event(usage_chunk.model_dump_json())
         except (asyncio.CancelledError, GeneratorExit):
             await state.backend.abort(prepared.request_id)
             raise
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                await state.backend.abort(prepared.request_id)
+            ended = (
+                state.drain.refusal()
+                if state.drain.expired()
+                else ApiError(500, "server_error", "generation failed: TimeoutError")
+            )
+            yield encode_event(json.dumps(ended.body()))
         except BackendOverloaded as exc:
             error = ApiError(503, "overloaded", str(exc))
             yield encode_event(json.dumps(error.body()))

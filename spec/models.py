@@ -68,16 +68,16 @@ class InvalidParameter(ValueError):
         self.param = param
 
 
-# The api-version values of the Azure AI Model Inference REST spec (D27); the first is the SDK's default.
+# The api-version values of the Azure AI Model Inference REST spec (D41); the first is the SDK's default.
 AZURE_API_VERSIONS: tuple[str, ...] = ("2024-05-01-preview", "2024-04-01-preview", "2025-04-01", "2025-05-01")
-# The values of the `extra-parameters` request header on the Azure routes (D26); `error` is the default.
+# The values of the `extra-parameters` request header on the Azure routes (D40); `error` is the default.
 EXTRA_PARAMETERS_VALUES: tuple[str, ...] = ("error", "drop", "pass-through")
-# The Azure routes with a request body and the kind of body each takes; all three take api-version (D27).
+# The Azure routes with a request body and the kind of body each takes; all three take api-version (D41).
 AZURE_ROUTE_KINDS: dict[str, str] = {"/chat/completions": "chat", "/completions": "completion"}
 AZURE_VERSIONED_ROUTES: frozenset[str] = frozenset({*AZURE_ROUTE_KINDS, "/info"})
 # What a client of the Azure routes sends with a body carrying Llama extras, as azure-ai-inference does.
 AZURE_PASS_THROUGH: dict[str, str] = {"extra-parameters": "pass-through"}
-# The members Azure AI Model Inference defines on each Azure route (D26); anything else is a Llama extra.
+# The members Azure AI Model Inference defines on each Azure route (D40); anything else is a Llama extra.
 AZURE_KNOWN_MEMBERS: dict[str, frozenset[str]] = {
     "chat": frozenset(
         {
@@ -114,7 +114,7 @@ AZURE_KNOWN_MEMBERS: dict[str, frozenset[str]] = {
 
 
 def azure_extra_members(body: dict[str, Any], kind: str) -> list[str]:
-    """The members of a request body that the Azure routes treat as extras (D26), sorted; kind: chat|completion."""
+    """The members of a request body that the Azure routes treat as extras (D40), sorted; kind: chat|completion."""
     return sorted(name for name in body if name not in AZURE_KNOWN_MEMBERS[kind])
 
 
@@ -170,7 +170,7 @@ ContentPart = Annotated[TextContentPart | ImageUrlContentPart, Field(discriminat
 
 
 class ChatMessage(RequestModel):
-    """One message of the chat history (D30: developer is served as system; tool turns are refused)."""
+    """One message of the chat history (D44: developer is served as system; tool turns are refused)."""
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | Annotated[list[ContentPart], Field(min_length=1)] | None = None
@@ -186,7 +186,7 @@ class ChatMessage(RequestModel):
 
 
 class ResponseFormat(RequestModel):
-    """OpenAI / Azure response_format (D30: `text` is served; JSON modes are refused with 422)."""
+    """OpenAI / Azure response_format (D44: `text` is served; JSON modes are refused with 422)."""
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: dict[str, Any] | None = None
@@ -243,7 +243,7 @@ class GenerationParameters(RequestModel):
     @model_validator(mode="after")
     def _cross_field_rules(self) -> GenerationParameters:
         if self.max_completion_tokens is not None:
-            # OpenAI's newer name (D31): when given, it is the limit (vLLM's precedence)
+            # OpenAI's newer name (D45): when given, it is the limit (vLLM's precedence)
             self.max_tokens = self.max_completion_tokens
         best_of = self.effective_best_of
         if best_of < self.n:
@@ -282,7 +282,7 @@ class GenerationParameters(RequestModel):
 
     @property
     def openai_chat_logprobs(self) -> bool:
-        """The OpenAI chat form was asked for (`logprobs: true`), so it is the form answered (D31)."""
+        """The OpenAI chat form was asked for (`logprobs: true`), so it is the form answered (D45)."""
         return False
 
 
@@ -293,7 +293,7 @@ class CompletionRequest(GenerationParameters):
 
     @property
     def prompts(self) -> list[str]:
-        """`prompt` as a list (the OpenAI list form is an extension, D31)."""
+        """`prompt` as a list (the OpenAI list form is an extension, D45)."""
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
 
@@ -336,7 +336,7 @@ class Usage(ResponseModel):
 
 
 class Logprobs(ResponseModel):
-    """The documented logprobs object (D8, D19), plus OpenAI's `text_offset` with the same values (D31)."""
+    """The documented logprobs object (D8, D19), plus OpenAI's `text_offset` with the same values (D45)."""
 
     text_offsets: list[Annotated[int, Field(ge=0)]]
     token_logprobs: list[Annotated[float, Field(le=0)] | None]
@@ -363,7 +363,7 @@ class OpenAIChatTokenLogprob(ResponseModel):
 
 
 class OpenAIChatLogprobs(ResponseModel):
-    """The OpenAI chat logprobs form, answered when the request asked with `logprobs: true` (D31)."""
+    """The OpenAI chat logprobs form, answered when the request asked with `logprobs: true` (D45)."""
 
     content: list[OpenAIChatTokenLogprob] | None
 
@@ -445,7 +445,7 @@ class ChatCompletionChunk(ResponseModel):
 
 
 class ModelInfo(ResponseModel):
-    """GET /info; the reference server writes chat-completion / text-generation, clients read all spellings (D29)."""
+    """GET /info; the reference server writes chat-completion / text-generation, clients read all spellings (D43)."""
 
     model_name: str
     model_type: Literal[
@@ -455,7 +455,7 @@ class ModelInfo(ResponseModel):
 
 
 class ModelListEntry(ResponseModel):
-    """One model of GET /v1/models (OpenAI's form, an extension, D31)."""
+    """One model of GET /v1/models (OpenAI's form, an extension, D45)."""
 
     id: str = Field(min_length=1)
     object: Literal["model"] = "model"
@@ -471,7 +471,7 @@ class ModelList(ResponseModel):
 
 
 class ErrorBody(ResponseModel):
-    """The error body; on the Azure routes it is also the Azure.Core error (target, details list, innererror, D28)."""
+    """The error body; on the Azure routes it is also the Azure.Core error (target, details list, innererror, D42)."""
 
     code: str
     message: str = Field(min_length=1)

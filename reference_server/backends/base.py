@@ -134,6 +134,9 @@ class BackendInfo:
     model_provider_name: str
     context_length: int
     backend: str
+    concurrency: int | None = None
+    """Requests the backend generates at once; None when it has no fixed number (then nobody waits
+    in the HTTP layer's admission gate, and the backend's own queue decides)."""
 
 
 class BackendOverloaded(RuntimeError):

@@ -153,6 +153,7 @@ def create_llamacpp_backend(
         model_provider_name=first.metadata.get("general.organization", "unknown"),
         context_length=min(n_ctx, trained_context),
         backend="llamacpp",
+        concurrency=instances,
     )
     slots = [
         ModelSlot(LlamaCppTokenModel(llama), ThreadPoolExecutor(1, thread_name_prefix=f"llamacpp-{i}"))

@@ -174,7 +174,7 @@ async def test_flagged_prompt_is_400_content_filter(tmp_path: Path, route: str) 
         assert error["code"] == "content_filter"
         if route.startswith("/v1/"):
             assert error["details"]["categories"]["violence"]["filtered"] is True
-        else:  # the Azure.Core form (D28)
+        else:  # the Azure.Core form (D42)
             assert response.headers["x-ms-error-code"] == "content_filter"
             assert error["innererror"]["code"] == "ResponsibleAIPolicyViolation"
             assert error["innererror"]["content_filter_result"]["violence"] == {"filtered": True, "severity": "high"}
@@ -212,7 +212,7 @@ async def test_flagged_completion_is_cut_with_content_filter(tmp_path: Path, str
     config = _content_safety_config(tmp_path, flag_word=word)
     route = "/chat/completions" if chat else "/completions"
     async for client in _client(profile="serverless-llama31", content_safety_config=config):
-        # ignore_eos and logprobs are Llama extras on the Azure routes (D26)
+        # ignore_eos and logprobs are Llama extras on the Azure routes (D40)
         headers = {**AUTH, **AZURE_PASS_THROUGH}
         response = await client.post(route, json=_body(chat, stream=stream, logprobs=1), headers=headers)
         returned, finish = _returned(response, chat, stream)

@@ -1,4 +1,4 @@
-"""The reference server as an Azure AI Model Inference endpoint (D26-D28) and the OpenAI forms (D30, D31),
+"""The reference server as an Azure AI Model Inference endpoint (D40-D42) and the OpenAI forms (D44, D45),
 in process over the simulated backend; every body is checked against spec/openapi.yaml."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _valid(schema: str, body: Any) -> None:
 
 
 def _azure_error(response: httpx.Response, status: int, code: str, target: str | None) -> dict[str, Any]:
-    """The Azure.Core error (D28): our members kept, target = param, details a list, x-ms-error-code."""
+    """The Azure.Core error (D42): our members kept, target = param, details a list, x-ms-error-code."""
     assert response.status_code == status, response.text
     assert response.headers["x-ms-error-code"] == code
     body = response.json()
