@@ -241,11 +241,12 @@ class EndpointClient:
             return {}
         return dict(AZURE_PASS_THROUGH)
 
-    def _with_api_version(self, path: str) -> str:
+    def _api_version_query(self, path: str) -> dict[str, str]:
+        """The api-version query of an Azure route (sent, not written into the recorded path the rules read)."""
         route, _, query = path.partition("?")
         if self.api_version is None or route not in AZURE_VERSIONED_ROUTES or "api-version=" in query:
-            return path
-        return f"{path}{'&' if query else '?'}api-version={self.api_version}"
+            return {}
+        return {"api-version": self.api_version}
 
     def request(
         self,
@@ -289,7 +290,6 @@ class EndpointClient:
             content = json.dumps(body).encode()
         if content is not None:
             sent_headers.setdefault("Content-Type", "application/json")
-        path = self._with_api_version(path)
         recorded = RecordedRequest(method, path, body, raw_body, sent_headers)
         started = time.monotonic()
         events: list[SseEvent] | None = None
@@ -299,7 +299,8 @@ class EndpointClient:
         status: int | None = None
         response_headers: dict[str, str] = {}
         try:
-            with self.http.stream(method, path, content=content, headers=sent_headers) as response:
+            query = self._api_version_query(path)
+            with self.http.stream(method, path, content=content, headers=sent_headers, params=query) as response:
                 status, response_headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
                 if response.headers.get("content-type", "").startswith("text/event-stream"):
                     events = []
