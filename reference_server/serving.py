@@ -36,6 +36,7 @@ from reference_server.drain import Drain
 from reference_server.edge import BodyLimits, read_json_object, refuse_costly_stops
 from reference_server.errors import ApiError, from_validation_error
 from reference_server.faults import request_id_of
+from reference_server.metrics import ServerMetrics
 from reference_server.moderation import ContentSafety, StreamModerator
 from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
 from reference_server.settings import ServerSettings
@@ -66,6 +67,7 @@ class AppState:
     gate: GenerationGate
     drain: Drain = field(default_factory=Drain)
     openapi_json: bytes = field(default_factory=lambda: json.dumps(load_document()).encode())
+    metrics: ServerMetrics | None = None
 
     @property
     def body_limits(self) -> BodyLimits:
@@ -279,6 +281,8 @@ class GenerationEndpoint:
             estimate = prompt_tokens + params.max_tokens * max(params.n, options.best_of)
             admission = state.rate_limiter.admit(estimate)
             if isinstance(admission, Rejection):
+                if state.metrics is not None:
+                    state.metrics.count_rejection(admission.reason)
                 rejection_headers = rate_limit_headers(state.rate_limiter.snapshot(), admission)
                 if admission.reason == "too_large":
                     raise ApiError(
@@ -304,6 +308,8 @@ class GenerationEndpoint:
         )
 
     def _settle(self, state: AppState, prepared: Prepared, generated_tokens: int) -> None:
+        if state.metrics is not None:
+            state.metrics.count_tokens(prepared.prompt_tokens, generated_tokens)
         if state.rate_limiter is not None and prepared.ticket is not None:
             state.rate_limiter.settle(prepared.ticket, prepared.prompt_tokens + generated_tokens)
 
