@@ -179,9 +179,9 @@ class Prepared:
 
     params: GenerationParameters
     options: SamplingOptions
-    prompts: list[str]
-    """One prompt, except for the OpenAI list form of a completions prompt (D45)."""
-    prompt_tokens: int
+    prompt_ids: list[list[int]]
+    """Each prompt as the model sees it, tokenized once, here, and handed to the backend: one, except for
+    the OpenAI list form of a completions prompt (D45)."""
     request_id: str
     ticket: Ticket | None
     limit_headers: dict[str, str]
@@ -191,8 +191,16 @@ class Prepared:
     """Content safety could not judge the prompt: nothing is generated from it (D24)."""
 
     @property
+    def prompt_tokens(self) -> int:
+        return sum(len(ids) for ids in self.prompt_ids)
+
+    @property
     def choice_count(self) -> int:
-        return self.options.n * len(self.prompts)
+        return self.options.n * len(self.prompt_ids)
+
+    @property
+    def want_logprobs(self) -> bool:
+        return self.params.logprobs_count is not None
 
 
 class ApiFamily(Protocol):
@@ -311,9 +319,10 @@ class GenerationEndpoint:
         prompt_param = self.family.prompt_param
         if params.stream and len(prompts) > 1:
             raise ApiError(400, "invalid_request", "a list of several prompts cannot be streamed", param=prompt_param)
-        prompt_tokens = 0
-        for prompt in prompts:
-            prompt_tokens += await self._checked_prompt_tokens(state, prompt, prompt_param, params.max_tokens)
+        prompt_ids = [
+            await self._checked_prompt_ids(state, prompt, prompt_param, params.max_tokens) for prompt in prompts
+        ]
+        prompt_tokens = sum(len(ids) for ids in prompt_ids)
         prompt_moderated = True
         if state.safety is not None:
             prompt_moderated = await state.safety.check_prompt(texts, prompt_param)
@@ -341,8 +350,7 @@ class GenerationEndpoint:
         return Prepared(
             params=params,
             options=options,
-            prompts=prompts,
-            prompt_tokens=prompt_tokens,
+            prompt_ids=prompt_ids,
             request_id=f"{self.family.id_prefix}-{request_id_of(request)}",
             ticket=ticket,
             limit_headers=limit_headers,
@@ -351,9 +359,10 @@ class GenerationEndpoint:
             prompt_unmoderated=not prompt_moderated,
         )
 
-    async def _checked_prompt_tokens(self, state: AppState, prompt: str, param: str, max_tokens: int) -> int:
-        """The prompt's token count; a 400 for an empty prompt or one that with max_tokens exceeds the context."""
-        prompt_tokens = len(await state.backend.tokenize(prompt))
+    async def _checked_prompt_ids(self, state: AppState, prompt: str, param: str, max_tokens: int) -> list[int]:
+        """The prompt's tokens; a 400 for an empty prompt or one that with max_tokens exceeds the context."""
+        prompt_ids = await state.backend.tokenize(prompt)
+        prompt_tokens = len(prompt_ids)
         if prompt_tokens == 0:
             raise ApiError(400, "invalid_request", "the prompt has no tokens: nothing to continue", param=param)
         context = state.backend.info.context_length
@@ -365,7 +374,7 @@ class GenerationEndpoint:
                 f"{prompt_tokens + max_tokens} tokens exceed the model's context length of {context}",
                 param=param if prompt_tokens >= context else "max_tokens",
             )
-        return prompt_tokens
+        return prompt_ids
 
     def _settle(self, state: AppState, prepared: Prepared, generated_tokens: int) -> None:
         if state.metrics is not None:
@@ -384,25 +393,25 @@ class GenerationEndpoint:
     async def _generate(self, state: AppState, prepared: Prepared) -> Generation:
         if prepared.prompt_unmoderated:
             empty = [Choice(index, [], "content_filter_error") for index in range(prepared.choice_count)]
-            return Generation(choices=empty, prompt_tokens=prepared.prompt_tokens, generated_tokens=0)
-        if len(prepared.prompts) == 1:
-            return await state.backend.generate(prepared.prompts[0], prepared.options, prepared.request_id)
+            return Generation(choices=empty, generated_tokens=0)
+        if len(prepared.prompt_ids) == 1:
+            return await state.backend.generate(prepared.prompt_ids[0], prepared.options, prepared.request_id)
         # the OpenAI list form (D45): one after another under the one request id, so abort reaches each
         choices: list[Choice] = []
         generated_tokens = 0
-        for position, prompt in enumerate(prepared.prompts):
-            generation = await state.backend.generate(prompt, prepared.options, prepared.request_id)
+        for position, ids in enumerate(prepared.prompt_ids):
+            generation = await state.backend.generate(ids, prepared.options, prepared.request_id)
             offset = position * prepared.options.n
             choices.extend(Choice(offset + c.index, c.tokens, c.finish_reason) for c in generation.choices)
             generated_tokens += generation.generated_tokens
-        return Generation(choices=choices, prompt_tokens=prepared.prompt_tokens, generated_tokens=generated_tokens)
+        return Generation(choices=choices, generated_tokens=generated_tokens)
 
     async def _deltas(self, state: AppState, prepared: Prepared) -> AsyncIterator[ChoiceDelta]:
         if prepared.prompt_unmoderated:
             for index in range(prepared.options.n):
-                yield ChoiceDelta(index, "", [], "content_filter_error")
+                yield ChoiceDelta(index, [], "content_filter_error")
             return
-        async for delta in state.backend.stream(prepared.prompts[0], prepared.options, prepared.request_id):
+        async for delta in state.backend.stream(prepared.prompt_ids[0], prepared.options, prepared.request_id):
             yield delta
 
     async def _complete(self, state: AppState, prepared: Prepared) -> Response:
