@@ -1,4 +1,4 @@
-"""The `llamacert` command: serve, conform, load, certify, compare, spec, export-hf."""
+"""The `llamacert` command: serve, conform, check, load, certify, compare, spec, export-hf."""
 
 from __future__ import annotations
 
@@ -36,6 +36,12 @@ def _conform(args: argparse.Namespace, rest: list[str]) -> int:
 
     conformance_dir = Path(__file__).resolve().parent.parent / "conformance"
     return int(pytest.main([str(conformance_dir), "-p", "no:cacheprovider", *rest]))
+
+
+def _check(args: argparse.Namespace, rest: list[str]) -> int:
+    from llamacert.check import check_main
+
+    return check_main(rest)
 
 
 def _load(args: argparse.Namespace, rest: list[str]) -> int:
@@ -90,9 +96,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
         key_value_flags={"vllm_engine_args": "--engine-arg"},
     )
     passthrough = {
-        "conform": "run the conformance suite (pytest options and --endpoint/--api-key/... pass through)",
+        "conform": "run the conformance suite (pytest options and --endpoint/--api-key/... pass through; "
+        "exit status is pytest's)",
+        "check": "re-judge saved exchanges offline (FILE: a report directory's exchanges.jsonl)",
         "load": "run a Locust load test (see `llamacert load --help`)",
-        "certify": "certify an endpoint: conformance + load test -> report (see `llamacert certify --help`)",
+        "certify": "certify an endpoint: conformance + load test -> report; exit 0 PASS, 1 FAIL, 2 INCOMPLETE, "
+        "3 could not run (see `llamacert certify --help`)",
         "compare": "compare two certification reports (OLD.json NEW.json)",
     }
     for name, help_text in passthrough.items():
@@ -106,6 +115,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     handlers: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
         "serve": _serve,
         "conform": _conform,
+        "check": _check,
         "load": _load,
         "certify": _certify,
         "compare": _compare,
@@ -118,7 +128,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser, handlers = _parser()
-    passthrough = {"conform", "load", "certify", "compare"}
+    passthrough = {"conform", "check", "load", "certify", "compare"}
     if arguments and arguments[0] in passthrough:
         namespace: Any = argparse.Namespace(command=arguments[0])
         return handlers[arguments[0]](namespace, arguments[1:])

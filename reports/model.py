@@ -28,7 +28,15 @@ from pydantic import (
     model_validator,
 )
 
-from spec.profiles import load_profiles
+from spec.load_summary import (
+    READABLE_LOAD_SUMMARY_VERSIONS,
+    LatencySamples,
+    LatencyStats,
+    LoadSummary,
+    RateLimitResult,
+    TimelineBucket,
+)
+from spec.profiles import Profile, load_profiles
 
 __all__ = [
     "INPUT_SCHEMA_VERSION",
@@ -48,6 +56,7 @@ __all__ = [
     "Report",
     "ReportInputError",
     "RuleResult",
+    "Severity",
     "Strictness",
     "TimelineBucket",
     "Verdict",
@@ -58,9 +67,11 @@ __all__ = [
 REPORT_SCHEMA_VERSION: Final = 1
 """Version of report.json; bump it on any change that an older reader could misread."""
 INPUT_SCHEMA_VERSION: Final = 1
-"""Version of the conformance results and load summary files this module reads."""
+"""Version of the conformance results file this module reads (load summaries: spec.load_summary)."""
 
-Outcome = Literal["pass", "fail", "skip", "error"]
+Outcome = Literal["pass", "fail", "skip", "error", "not-run"]
+"""What happened to a rule, from pytest's own reports: `error` its test crashed, `not-run` nothing exercised it."""
+Severity = Literal["required", "advisory"]
 VerdictStatus = Literal["PASS", "FAIL", "INCOMPLETE"]
 Strictness = Literal["docs", "compat"]
 """The values of `spec.document.Strictness`, spelled out so reading a report needs no JSON Schema machinery."""
@@ -156,6 +167,10 @@ class RuleResult(_ReportModel):
     group: str
     title: str
     source: str = Field(description="The docs row the rule comes from.")
+    severity: Severity = Field(default="required", description="advisory rules never decide a verdict.")
+    conditional: bool = Field(
+        default=False, description="It judges a behaviour not every endpoint shows (a 429): not seeing it is no gap."
+    )
     outcome: Outcome
     message: str | None
     tests: int = Field(ge=0, description="How many test cases exercised the rule.")
@@ -169,10 +184,11 @@ class OutcomeCounts(_ReportModel):
     failed: int = Field(default=0, ge=0)
     skipped: int = Field(default=0, ge=0)
     errors: int = Field(default=0, ge=0)
+    not_run: int = Field(default=0, ge=0)
 
     @property
     def total(self) -> int:
-        return self.passed + self.failed + self.skipped + self.errors
+        return self.passed + self.failed + self.skipped + self.errors + self.not_run
 
     @classmethod
     def of(cls, rules: Sequence[RuleResult]) -> OutcomeCounts:
@@ -182,6 +198,7 @@ class OutcomeCounts(_ReportModel):
             failed=outcomes.count("fail"),
             skipped=outcomes.count("skip"),
             errors=outcomes.count("error"),
+            not_run=outcomes.count("not-run"),
         )
 
 
@@ -227,6 +244,10 @@ class ConformanceSection(_ReportModel):
     finished_at: Timestamp
     duration_s: float = Field(ge=0)
     quick: bool = Field(default=False, description="The suite ran its fast subset only.")
+    pytest_exit_status: int | None = Field(
+        default=None, description="pytest's exit status (0 all passed, 1 tests failed, 2-5 interrupted or broken)."
+    )
+    not_offered: list[str] = Field(default_factory=list, description="Routes that answered 404: not offered (R5).")
     rules: list[RuleResult]
 
     @model_validator(mode="before")
@@ -274,85 +295,30 @@ class ConformanceSection(_ReportModel):
             raise ReportInputError(f"conformance results: {_describe(error)}") from None
 
 
-class LatencyStats(_ReportModel):
-    """Summary statistics of one latency, in milliseconds."""
-
-    mean: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    max: float
-
-
-class LatencySamples(_ReportModel):
-    """A capped sample of per-request latencies, in milliseconds, kept for plots."""
-
-    ttft_ms: list[float]
-    itl_ms: list[float]
-    e2e_ms: list[float]
-
-
-class TimelineBucket(_ReportModel):
-    """One second of a load run."""
-
-    t: float = Field(description="Seconds since the run started.")
-    accepted: int = Field(ge=0)
-    rejected: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
-
-
-class RateLimitResult(_ReportModel):
-    """Whether the endpoint enforced the profile's rate limits, as judged by the load test."""
-
-    limit_rpm: int | None
-    limit_tpm: int | None
-    offered_rpm: float
-    accepted_rpm: float
-    accepted_tpm: float
-    verdict: Literal["pass", "fail"]
-    reasons: list[str]
-
-
-class LoadSection(_ReportModel):
-    """One load scenario's summary (contract: load summary, schema_version 1)."""
-
-    endpoint: str
-    scenario: str
-    started_at: Timestamp
-    duration_s: float = Field(ge=0)
-    users: int = Field(ge=0)
-    requests: int = Field(ge=0)
-    ok: int = Field(ge=0)
-    rejected_429: int = Field(ge=0)
-    errors: int = Field(ge=0)
-    requests_per_s: float
-    output_tokens_per_s: float
-    ttft_ms: LatencyStats | None = Field(description="None when no request streamed.")
-    itl_ms: LatencyStats | None = Field(description="None when no request streamed.")
-    # The contract makes e2e_ms always present; a run where no request completed has nothing to summarize.
-    e2e_ms: LatencyStats | None
-    samples: LatencySamples
-    timeline: list[TimelineBucket]
-    rate_limit: RateLimitResult | None
+class LoadSection(LoadSummary):
+    """One load scenario's summary: the producer's model itself (spec/load_summary.py), read from its file."""
 
     @property
     def finished_at(self) -> datetime:
         return self.started_at + timedelta(seconds=self.duration_s)
 
-    @property
-    def error_rate(self) -> float:
-        """Errors (not 429 rejections) per request sent."""
-        return self.errors / self.requests if self.requests else 0.0
-
     @classmethod
-    def from_summary(cls, data: Mapping[str, Any]) -> LoadSection:
-        """The section for a load summary file."""
-        fields = _check_version(data, INPUT_SCHEMA_VERSION, "load summary")
+    def from_summary(cls, data: Mapping[str, Any] | LoadSummary) -> LoadSection:
+        """The section for a load summary (its parsed JSON, or the model perf built)."""
+        if isinstance(data, LoadSummary):
+            data = data.model_dump(mode="json")
+        if not isinstance(data, Mapping):
+            raise ReportInputError(f"load summary: expected a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if version not in READABLE_LOAD_SUMMARY_VERSIONS:
+            readable = " or ".join(str(v) for v in READABLE_LOAD_SUMMARY_VERSIONS)
+            raise ReportInputError(
+                f"load summary: schema_version is {version!r}; this llamacert reads version {readable}"
+            )
         try:
-            return cls.model_validate(fields)
+            return cls.model_validate(dict(data))
         except ValidationError as error:
-            raise ReportInputError(f"load summary {fields.get('scenario', '?')!r}: {_describe(error)}") from None
+            raise ReportInputError(f"load summary {data.get('scenario', '?')!r}: {_describe(error)}") from None
 
 
 class Verdict(_ReportModel):
@@ -363,31 +329,88 @@ class Verdict(_ReportModel):
     reasons: list[str]
 
 
+PYTEST_EXIT_MEANINGS: Final = {
+    2: "was interrupted",
+    3: "hit an internal error",
+    4: "was called wrongly (usage error)",
+    5: "collected no tests",
+}
+
+
+def _required(rule: RuleResult, profile: Profile | None) -> bool:
+    """A verdict for `profile` needs the rule's evidence (an unknown profile: every required-severity rule)."""
+    if rule.severity != "required":
+        return False
+    if rule.conditional and rule.outcome in ("skip", "not-run"):
+        return False
+    return profile is None or profile.requires_rule(rule.rule_id)
+
+
+def _judge_conformance(
+    conformance: ConformanceSection, profile: Profile | None
+) -> tuple[list[str], list[str], list[str]]:
+    failures: list[str] = []
+    gaps: list[str] = []
+    notes: list[str] = []
+    required = [rule for rule in conformance.rules if _required(rule, profile)]
+    for rule in conformance.rules:
+        detail = rule.message or rule.title
+        if rule not in required:
+            if rule.outcome == "fail":
+                notes.append(f"advisory rule {rule.rule_id} failed: {detail} ({rule.source})")
+            continue
+        if rule.outcome == "fail":
+            failures.append(f"rule {rule.rule_id} failed: {detail} ({rule.source})")
+        elif rule.outcome == "error":
+            gaps.append(f"rule {rule.rule_id} could not be checked (its test crashed): {detail}")
+        elif rule.outcome == "skip":
+            gaps.append(f"required rule {rule.rule_id} was skipped: {detail}")
+        elif rule.outcome == "not-run":
+            gaps.append(f"required rule {rule.rule_id} did not run: {detail}")
+    status = conformance.pytest_exit_status
+    if status in PYTEST_EXIT_MEANINGS:
+        gaps.append(f"the conformance suite {PYTEST_EXIT_MEANINGS[status]} (pytest exit status {status})")
+    elif status == 1 and not failures:
+        gaps.append("pytest reported failed tests although no required rule failed: a test broke without a verdict")
+    if not failures and not gaps:
+        subset = " of the quick subset" if conformance.quick else ""
+        passed = sum(rule.outcome == "pass" for rule in required)
+        notes.insert(0, f"all {len(required)} required rules{subset} passed ({passed} with evidence)")
+    return failures, gaps, notes
+
+
 def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[LoadSection]) -> Verdict:
-    """PASS when every rule passed or was skipped and every rate-limit check passed; FAIL when a rule or a
-    rate-limit check failed; INCOMPLETE when a part did not run (or a rule errored) and nothing failed."""
+    """FAIL when a required rule, a rate-limit check, a load objective or a response checked under load failed;
+    INCOMPLETE when a required rule errored, was skipped or did not run, or a part did not run; PASS only when
+    every required rule passed with evidence.
+
+    The profile (spec/profiles.yaml `requires`) names the required rules; advisory rules never decide.
+    """
     failures: list[str] = []
     gaps: list[str] = []
     passes: list[str] = []
+    known = load_profiles().get(profile)
     if conformance is None:
         gaps.append("the conformance suite did not run")
     elif not conformance.rules:
         gaps.append("the conformance suite checked no rules")
     else:
-        for rule in conformance.rules:
-            if rule.outcome == "fail":
-                failures.append(f"rule {rule.rule_id} failed: {rule.message or rule.title} ({rule.source})")
-            elif rule.outcome == "error":
-                gaps.append(f"rule {rule.rule_id} could not be checked (error): {rule.message or rule.title}")
-        totals = conformance.totals
-        if totals.failed == totals.errors == 0:
-            subset = " of the quick subset" if conformance.quick else ""
-            passes.append(f"all {totals.total} rules{subset} passed or were skipped ({totals.skipped} skipped)")
+        rule_failures, rule_gaps, notes = _judge_conformance(conformance, known)
+        failures += rule_failures
+        gaps += rule_gaps
+        passes += notes
     if not loads:
         gaps.append("no load test ran")
     for load in loads:
         if load.requests == 0:
             gaps.append(f"load scenario {load.scenario!r} sent no requests")
+        for objective in load.missed_objectives:
+            failures.append(f"load scenario {load.scenario!r} missed objective {objective.name}: {objective.text}")
+        for finding in load.checks or ():
+            failures.append(
+                f"load scenario {load.scenario!r}: {finding.count} sampled responses broke rule {finding.rule_id} "
+                f"under load: {finding.message}"
+            )
         if load.rate_limit is None:
             continue
         limit = load.rate_limit
@@ -400,7 +423,6 @@ def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[
             failures.append(f"rate limit check in scenario {load.scenario!r} failed: {because}")
         else:
             passes.append(f"rate limit check in scenario {load.scenario!r} passed: {measured}")
-    known = load_profiles().get(profile)
     if known is not None and known.has_rate_limits and not any(load.rate_limit for load in loads):
         rpm, tpm = known.requests_per_minute, known.tokens_per_minute
         limits = f"{f'{rpm:,}' if rpm else 'no'} requests/min, {f'{tpm:,}' if tpm else 'no'} tokens/min"
@@ -447,7 +469,7 @@ class Report(_ReportModel):
     def from_parts(
         cls,
         conformance: Mapping[str, Any] | None,
-        loads: Sequence[Mapping[str, Any]],
+        loads: Sequence[Mapping[str, Any] | LoadSummary],
         profile: str,
         environment: Environment | None = None,
     ) -> Report:

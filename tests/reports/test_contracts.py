@@ -12,6 +12,7 @@ from typing import Any
 
 from conformance.exchange import Exchange, RecordedRequest
 from conformance.plugin import RuleLedger
+from conformance.rules import RuleOutcome
 from perf.metrics import RateLimitExpectation, summarize
 from perf.records import RequestRecord
 from reports.model import Report
@@ -27,15 +28,15 @@ def _conformance_results(model: Any) -> dict[str, Any]:
     """A results document as the plugin writes it (`Suite.write_results`), around a real ledger."""
     ledger = RuleLedger()
     rules = [entry["rule_id"] for entry in ledger.results()]
-    ledger.record(rules[0], "test_a[llama-chat]", None, None)
+    ledger.record(RuleOutcome(rules[0], True, None, ()), "test_a[llama-chat]")
     exchange = Exchange(
         request=RecordedRequest("POST", "/v1/chat/completions", body={"messages": [], "max_tokens": 4}),
         status=200,
         headers={"content-type": "application/json"},
         body_text='{"usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 9}}',
     )
-    ledger.record(rules[1], "test_b[llama-chat]", exchange, "usage.total_tokens is 9, not 3 + 4")
-    ledger.record(rules[1], "test_b[azure-chat]", None, "connection refused")
+    ledger.record(RuleOutcome(rules[1], False, "usage.total_tokens is 9, not 3 + 4", (exchange,)), "test_b[llama-chat]")
+    ledger.record(RuleOutcome(rules[1], False, "connection refused", ()), "test_b[azure-chat]")
     started = datetime.fromtimestamp(T0, tz=UTC)
     document = {
         "schema_version": 1,
@@ -47,6 +48,7 @@ def _conformance_results(model: Any) -> dict[str, Any]:
         "finished_at": started.isoformat(),
         "duration_s": 0.0,
         "quick": True,
+        "pytest_exit_status": 1,
         "rules": ledger.results(),
     }
     result: dict[str, Any] = json.loads(json.dumps(document))
@@ -84,7 +86,8 @@ def _records(statuses: list[int]) -> list[RequestRecord]:
 def _summary(statuses: list[int], scenario: str, limit_rpm: int | None = None) -> dict[str, Any]:
     expectation = None if limit_rpm is None else RateLimitExpectation(mode="above", limit_rpm=limit_rpm, limit_tpm=None)
     summary = summarize(_records(statuses), endpoint=ENDPOINT, scenario=scenario, users=4, rate_limit=expectation)
-    result: dict[str, Any] = json.loads(json.dumps(summary))
+    # through JSON, as the report reads load-summary.json
+    result: dict[str, Any] = json.loads(summary.model_dump_json())
     return result
 
 
