@@ -4,9 +4,9 @@ Everything a client can put in a body is refused here with a 4xx that names the 
 a body too large (413) or too slow (408), another media type, bytes that are not UTF-8, nesting
 deeper than the limit, duplicate keys, NaN/Infinity (also as an overflowing number like 1e999),
 integers of more than 100 digits and text holding lone surrogates (which no encoder can write out). The
-pydantic models then see only plain, finite, encodable JSON values; once they have validated a request,
-`refuse_out_of_range_integers` holds the integer fields the server uses to 64 bits (spec/DECISIONS.md D55).
-Members the server ignores (D15) are not judged beyond being JSON.
+pydantic models then see only plain, finite, encodable JSON values (spec/DECISIONS.md D55). Any
+integer the schema allows is served (a seed of any size is reduced by the backends), so integers are
+bounded here only in digits, wherever they are.
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ __all__ = [
     "parse_json_object",
     "read_json_object",
     "refuse_costly_stops",
-    "refuse_out_of_range_integers",
 ]
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_INTEGER_DIGITS = 100
 
 # A JSON string (escapes included) or one bracket: brackets inside strings are not nesting.
@@ -217,27 +215,3 @@ def refuse_costly_stops(stop_sequences: list[str], max_chars: int) -> None:
                 f"stop string {index} has {len(stop)} characters; this server accepts at most {max_chars}",
                 param="stop",
             )
-
-
-def refuse_out_of_range_integers(values: Any, path: str = "") -> None:
-    """Refuse, naming the field, an integer outside 64 bits among a validated request's own fields.
-
-    Called with the request model's dump, so unknown members (ignored, D15) are never judged.
-    """
-    if isinstance(values, bool):
-        return
-    if isinstance(values, int):
-        if not INT64_MIN <= values <= INT64_MAX:
-            shown = str(values) if len(str(values)) <= 40 else f"{str(values)[:20]}... ({len(str(values))} digits)"
-            raise ApiError(
-                400,
-                "invalid_request",
-                f"invalid value for '{path}': {shown}: integers must fit in 64 bits",
-                param=path or None,
-            )
-    elif isinstance(values, dict):
-        for key, item in values.items():
-            refuse_out_of_range_integers(item, _field(path, key))
-    elif isinstance(values, list):
-        for index, item in enumerate(values):
-            refuse_out_of_range_integers(item, _field(path, index))

@@ -33,7 +33,7 @@ from reference_server.backends.base import (
     SamplingOptions,
 )
 from reference_server.drain import Drain
-from reference_server.edge import BodyLimits, read_json_object, refuse_costly_stops, refuse_out_of_range_integers
+from reference_server.edge import BodyLimits, read_json_object, refuse_costly_stops
 from reference_server.errors import ApiError, from_validation_error
 from reference_server.faults import request_id_of
 from reference_server.metrics import ServerMetrics
@@ -248,7 +248,6 @@ class GenerationEndpoint:
             params = self.family.parse(data)
         except ValidationError as exc:
             raise from_validation_error(exc) from None
-        refuse_out_of_range_integers(params.model_dump())
         refuse_costly_stops(params.stop_sequences, state.settings.max_stop_chars)
         prompt, texts = await self.family.prompt(params, state.backend)
         prompt_param = self.family.prompt_param
