@@ -6,7 +6,6 @@ from typing import Any
 
 from reference_server.backends.base import Backend, ChatTurn, Choice
 from reference_server.errors import ApiError
-from reference_server.serving import Prepared, logprobs_object
 from spec.models import (
     AssistantMessage,
     ChatChoice,
@@ -19,7 +18,6 @@ from spec.models import (
     GenerationParameters,
     Logprobs,
     TextContentPart,
-    Usage,
 )
 
 __all__ = ["ChatApi"]
@@ -59,41 +57,19 @@ class ChatApi:
         turns = _chat_turns(params)
         return await backend.render_chat(turns), [turn.content for turn in turns]
 
-    def response(self, prepared: Prepared, choices: list[Choice], usage: Usage) -> ChatCompletionResponse:
-        return ChatCompletionResponse(
-            id=prepared.request_id,
-            created=prepared.created,
-            model=prepared.model_name,
-            usage=usage,
-            choices=[
-                ChatChoice(
-                    index=choice.index,
-                    message=AssistantMessage(content=choice.text),
-                    finish_reason=choice.finish_reason,
-                    logprobs=logprobs_object(choice.tokens, 0) if prepared.want_logprobs else None,
-                )
-                for choice in choices
-            ],
+    response_model = ChatCompletionResponse
+    chunk_model = ChatCompletionChunk
+
+    def response_choice(self, choice: Choice, logprobs: Logprobs | None) -> ChatChoice:
+        return ChatChoice(
+            index=choice.index,
+            message=AssistantMessage(content=choice.text),
+            finish_reason=choice.finish_reason,
+            logprobs=logprobs,
         )
 
-    def chunk(
-        self,
-        prepared: Prepared,
-        index: int,
-        text: str,
-        finish_reason: FinishReason,
-        first: bool,
-        logprobs: Logprobs | None,
-    ) -> ChatCompletionChunk:
+    def chunk_choice(
+        self, index: int, text: str, finish_reason: FinishReason, first: bool, logprobs: Logprobs | None
+    ) -> ChatChunkChoice:
         delta = ChatDelta(role="assistant" if first else None, content=text)
-        return ChatCompletionChunk(
-            id=prepared.request_id,
-            created=prepared.created,
-            model=prepared.model_name,
-            choices=[ChatChunkChoice(index=index, delta=delta, finish_reason=finish_reason, logprobs=logprobs)],
-        )
-
-    def usage_chunk(self, prepared: Prepared, usage: Usage) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=prepared.request_id, created=prepared.created, model=prepared.model_name, choices=[], usage=usage
-        )
+        return ChatChunkChoice(index=index, delta=delta, finish_reason=finish_reason, logprobs=logprobs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from reference_server.backends.base import Backend, Choice
-from reference_server.serving import Prepared, logprobs_object
 from spec.models import (
     CompletionChoice,
     CompletionChunk,
@@ -15,7 +14,6 @@ from spec.models import (
     FinishReason,
     GenerationParameters,
     Logprobs,
-    Usage,
 )
 
 __all__ = ["CompletionsApi"]
@@ -34,40 +32,15 @@ class CompletionsApi:
         assert isinstance(params, CompletionRequest)
         return params.prompt, [params.prompt]
 
-    def response(self, prepared: Prepared, choices: list[Choice], usage: Usage) -> CompletionResponse:
-        return CompletionResponse(
-            id=prepared.request_id,
-            created=prepared.created,
-            model=prepared.model_name,
-            usage=usage,
-            choices=[
-                CompletionChoice(
-                    index=choice.index,
-                    text=choice.text,
-                    finish_reason=choice.finish_reason,
-                    logprobs=logprobs_object(choice.tokens, 0) if prepared.want_logprobs else None,
-                )
-                for choice in choices
-            ],
+    response_model = CompletionResponse
+    chunk_model = CompletionChunk
+
+    def response_choice(self, choice: Choice, logprobs: Logprobs | None) -> CompletionChoice:
+        return CompletionChoice(
+            index=choice.index, text=choice.text, finish_reason=choice.finish_reason, logprobs=logprobs
         )
 
-    def chunk(
-        self,
-        prepared: Prepared,
-        index: int,
-        text: str,
-        finish_reason: FinishReason,
-        first: bool,
-        logprobs: Logprobs | None,
-    ) -> CompletionChunk:
-        return CompletionChunk(
-            id=prepared.request_id,
-            created=prepared.created,
-            model=prepared.model_name,
-            choices=[CompletionChunkChoice(index=index, text=text, finish_reason=finish_reason, logprobs=logprobs)],
-        )
-
-    def usage_chunk(self, prepared: Prepared, usage: Usage) -> CompletionChunk:
-        return CompletionChunk(
-            id=prepared.request_id, created=prepared.created, model=prepared.model_name, choices=[], usage=usage
-        )
+    def chunk_choice(
+        self, index: int, text: str, finish_reason: FinishReason, first: bool, logprobs: Logprobs | None
+    ) -> CompletionChunkChoice:
+        return CompletionChunkChoice(index=index, text=text, finish_reason=finish_reason, logprobs=logprobs)

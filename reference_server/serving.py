@@ -36,6 +36,7 @@ from reference_server.drain import Drain
 from reference_server.edge import BodyLimits, read_json_object, refuse_costly_stops
 from reference_server.errors import ApiError, from_validation_error
 from reference_server.faults import request_id_of
+from reference_server.metrics import ServerMetrics
 from reference_server.moderation import ContentSafety, StreamModerator
 from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
 from reference_server.settings import ServerSettings
@@ -66,6 +67,7 @@ class AppState:
     gate: GenerationGate
     drain: Drain = field(default_factory=Drain)
     openapi_json: bytes = field(default_factory=lambda: json.dumps(load_document()).encode())
+    metrics: ServerMetrics | None = None
 
     @property
     def body_limits(self) -> BodyLimits:
@@ -159,22 +161,21 @@ class ApiFamily(Protocol):
     async def prompt(self, params: GenerationParameters, backend: Backend) -> tuple[str, list[str]]:
         """The prompt text for the backend, and the user texts content safety judges."""
 
-    def response(self, prepared: Prepared, choices: list[Choice], usage: Usage) -> BaseModel:
-        """The non-streamed response body."""
+    @property
+    def response_model(self) -> type[BaseModel]:
+        """The non-streamed response body; its choices come from `response_choice`."""
 
-    def chunk(
-        self,
-        prepared: Prepared,
-        index: int,
-        text: str,
-        finish_reason: FinishReason,
-        first: bool,
-        logprobs: Logprobs | None,
+    @property
+    def chunk_model(self) -> type[BaseModel]:
+        """One streamed chunk; its choices come from `chunk_choice`."""
+
+    def response_choice(self, choice: Choice, logprobs: Logprobs | None) -> BaseModel:
+        """One choice of the non-streamed body."""
+
+    def chunk_choice(
+        self, index: int, text: str, finish_reason: FinishReason, first: bool, logprobs: Logprobs | None
     ) -> BaseModel:
-        """One streamed chunk of one choice."""
-
-    def usage_chunk(self, prepared: Prepared, usage: Usage) -> BaseModel:
-        """The final usage chunk of a stream (stream_options.include_usage)."""
+        """One choice's piece of a streamed chunk (`first`: the choice's first chunk)."""
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
@@ -202,6 +203,11 @@ class GenerationEndpoint:
 
     def __init__(self, family: ApiFamily) -> None:
         self.family = family
+
+    @staticmethod
+    def _envelope(prepared: Prepared) -> dict[str, Any]:
+        """The members every response and chunk of one request share."""
+        return {"id": prepared.request_id, "created": prepared.created, "model": prepared.model_name}
 
     async def handle(self, request: Request) -> Response:
         state = app_state(request)
@@ -270,6 +276,8 @@ class GenerationEndpoint:
             estimate = prompt_tokens + params.max_tokens * max(params.n, options.best_of)
             admission = state.rate_limiter.admit(estimate)
             if isinstance(admission, Rejection):
+                if state.metrics is not None:
+                    state.metrics.count_rejection(admission.reason)
                 rejection_headers = rate_limit_headers(state.rate_limiter.snapshot(), admission)
                 if admission.reason == "too_large":
                     raise ApiError(
@@ -296,6 +304,8 @@ class GenerationEndpoint:
         )
 
     def _settle(self, state: AppState, prepared: Prepared, generated_tokens: int) -> None:
+        if state.metrics is not None:
+            state.metrics.count_tokens(prepared.prompt_tokens, generated_tokens)
         if state.rate_limiter is not None and prepared.ticket is not None:
             state.rate_limiter.settle(prepared.ticket, prepared.prompt_tokens + generated_tokens)
 
@@ -331,7 +341,16 @@ class GenerationEndpoint:
         self._settle(state, prepared, generation.generated_tokens)
         choices = [await self._moderate(state, choice) for choice in generation.choices]
         usage = _usage(prepared.prompt_tokens, sum(len(choice.tokens) for choice in choices))
-        body = self.family.response(prepared, choices, usage)
+        body = self.family.response_model(
+            **self._envelope(prepared),
+            usage=usage,
+            choices=[
+                self.family.response_choice(
+                    choice, logprobs_object(choice.tokens, 0) if prepared.want_logprobs else None
+                )
+                for choice in choices
+            ],
+        )
         return JSONResponse(body.model_dump(mode="json"), headers=prepared.limit_headers)
 
     async def _stream(self, state: AppState, prepared: Prepared) -> AsyncIterator[str]:
@@ -359,7 +378,8 @@ class GenerationEndpoint:
                     first = delta.index not in started
                     started.add(delta.index)
                     logprobs = logprobs_object(tokens, offset) if prepared.want_logprobs else None
-                    chunk = self.family.chunk(prepared, delta.index, text, finish_reason, first, logprobs)
+                    piece = self.family.chunk_choice(delta.index, text, finish_reason, first, logprobs)
+                    chunk = self.family.chunk_model(**self._envelope(prepared), choices=[piece])
                     yield encode_event(chunk.model_dump_json())
                     if finish_reason is not None:
                         finished.add(delta.index)
@@ -367,7 +387,8 @@ class GenerationEndpoint:
                         if finish_reason.startswith("content_filter") and len(finished) == prepared.options.n:
                             break
             if prepared.params.include_usage_in_stream:
-                usage_chunk = self.family.usage_chunk(prepared, _usage(prepared.prompt_tokens, completion_tokens))
+                usage = _usage(prepared.prompt_tokens, completion_tokens)
+                usage_chunk = self.family.chunk_model(**self._envelope(prepared), choices=[], usage=usage)
                 yield encode_event(usage_chunk.model_dump_json())
         except (asyncio.CancelledError, GeneratorExit):
             await state.backend.abort(prepared.request_id)
