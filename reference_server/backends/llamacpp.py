@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from reference_server.backends.base import BackendInfo, ChatTurn
+from reference_server.backends.base import BackendInfo, ChatTurn, plain_chat_prompt, prompt_with_a_start
 from reference_server.backends.decoding import Logits
 from reference_server.backends.embedded import ModelNotFound, embedded_model_path
 from reference_server.backends.token_backend import ModelSlot, TokenBackend
@@ -135,14 +135,11 @@ def create_llamacpp_backend(
 
     def tokenize(text: str) -> list[int]:
         tokens: list[int] = first.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
-        # llama.cpp drops some control characters entirely; a non-empty prompt still gets a start
-        if not tokens and text:
-            tokens = [bos]
-        return tokens
+        return prompt_with_a_start(tokens, text, bos)
 
     def render_chat(messages: list[ChatTurn]) -> str:
         if renderer is None:
-            return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant:"
+            return plain_chat_prompt(messages)
         rendered: str = renderer(messages)
         return rendered
 
