@@ -66,20 +66,18 @@ positive = _schema("positive", _quick())
 negative = _schema("negative", _quick())
 
 
-INT64_MAX = 2**63 - 1
+SAFE_INTEGER = 2**53 - 1
+"""RFC 8259 section 6 lets a parser limit the range of numbers; beyond a double's exact integers is left free (R8)."""
 
 
-def _within_server_limits(value: Any) -> Any:
-    """Valid values the suite never sends (D55: integers outside 64 bits), anywhere in the body, brought inside."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return max(-INT64_MAX, min(INT64_MAX, value))
-    if isinstance(value, list):
-        return [_within_server_limits(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _within_server_limits(item) for key, item in value.items()}
-    return value
+def _within_interoperable_range(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _within_interoperable_range(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_within_interoperable_range(item) for item in node]
+    if isinstance(node, int) and not isinstance(node, bool) and abs(node) > SAFE_INTEGER:
+        return SAFE_INTEGER if node > 0 else -SAFE_INTEGER
+    return node
 
 
 def _is_count(value: Any) -> bool:
@@ -124,10 +122,10 @@ def _servable(body: dict[str, Any]) -> None:
 
 @positive.hook  # type: ignore[untyped-decorator]
 def map_body(context: Any, body: Any) -> Any:
-    """Keep valid cases cheap, and valid under the rules JSON Schema cannot express (D2, D3)."""
+    """Keep valid cases cheap, and valid under the rules JSON Schema cannot express (D2, D3, R8)."""
     if not isinstance(body, dict):
         return body
-    body = _within_server_limits(body)
+    body = _within_interoperable_range(body)
     body["max_tokens"] = min(int(body.get("max_tokens", 4)), 4)
     body["stream"] = False
     n = min(int(body.get("n") or 1), 2)
