@@ -110,7 +110,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     serve.add_argument("--content-safety-config", dest="content_safety_config", type=Path)
     serve.add_argument("--context-length", dest="context_length", type=int)
     serve.add_argument("--threads", type=int)
-    serve.add_argument("--instances", type=int)
+    serve.add_argument("--parallel", type=int, help="llama.cpp: sequences decoded together (default 4)")
     serve.add_argument("--max-waiting", dest="max_waiting", type=int)
     serve.add_argument("--simulated-first-token-s", dest="simulated_first_token_s", type=float)
     serve.add_argument("--simulated-token-s", dest="simulated_token_s", type=float)

@@ -46,7 +46,7 @@ def build_backend(settings: ServerSettings) -> Backend:
         settings.model,
         n_ctx=settings.context_length,
         n_threads=settings.threads,
-        instances=settings.instances,
+        parallel=settings.parallel,
         max_waiting=settings.max_waiting,
         model_name=settings.model_name,
     )
