@@ -1,5 +1,6 @@
 """A recorded exchange with an endpoint (request, status, headers, body or SSE events, timings),
-and the client that records them. Checks only ever look at exchanges: no I/O inside a check.
+the client that records them, and the JSONL form exchanges are saved in. Rules only ever look at
+exchanges: no I/O inside a rule, so saved exchanges can be judged again offline.
 """
 
 from __future__ import annotations
@@ -7,14 +8,35 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
-__all__ = ["EndpointClient", "Exchange", "RecordedRequest", "SseEvent", "parse_sse"]
+from spec.sse import DONE, SseDecoder, SseFraming, SseMessage, encode_event
+
+__all__ = [
+    "EXCHANGES_FILE",
+    "EndpointClient",
+    "Exchange",
+    "ExchangeFileError",
+    "ProbeLabel",
+    "RecordedRequest",
+    "SseEvent",
+    "load_exchanges",
+    "save_exchanges",
+]
+
+EXCHANGES_FILE = "exchanges.jsonl"
+"""The name of the saved exchanges in a report directory."""
+BUSY_STATUSES = frozenset({429, 503})
 
 
+# bytes (a raw body that is deliberately not JSON) travel as base64 so any byte survives a saved file
+@with_config(ConfigDict(ser_json_bytes="base64", val_json_bytes="base64"))
 @dataclass
 class RecordedRequest:
     method: str
@@ -26,6 +48,23 @@ class RecordedRequest:
     @property
     def params(self) -> dict[str, Any]:
         return self.body if isinstance(self.body, dict) else {}
+
+
+@dataclass
+class ProbeLabel:
+    """Why the suite sent a request: the probe (kind of experiment), which run of it, the request's role in it.
+
+    Rules over several exchanges read the exchanges of one probe run by role. `valid` says the request is
+    valid by the spec, so refusing it fails the rules of the features it uses; `expect` carries what the
+    probe knows that the exchange does not (the parameter an invalid request gets wrong, the routes served).
+    """
+
+    probe: str
+    instance: str
+    role: str
+    note: str = ""
+    valid: bool = False
+    expect: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,11 +90,17 @@ class Exchange:
     first_byte_at: float | None = None
     finished_at: float = 0.0
     transport_error: str | None = None
-    stray_lines: list[str] = field(default_factory=list)
+    framing: SseFraming | None = None
+    label: ProbeLabel | None = None
+
+    @property
+    def stray_lines(self) -> list[str]:
+        """Lines of an SSE body that are no SSE field at all."""
+        return self.framing.stray_lines if self.framing is not None else []
 
     @functools.cached_property
     def json(self) -> Any:
-        # every check reads the body: parse it once
+        # every rule reads the body: parse it once
         try:
             return json.loads(self.body_text)
         except ValueError:
@@ -69,12 +114,21 @@ class Exchange:
     def is_stream(self) -> bool:
         return self.events is not None
 
+    @property
+    def is_chat(self) -> bool:
+        return self.request.path.rstrip("/").endswith("chat/completions")
+
+    @property
+    def is_valid_request(self) -> bool:
+        """The suite sent it as a request the spec allows (refusing it is a failure)."""
+        return self.label is not None and self.label.valid
+
     def chunks(self) -> list[dict[str, Any]]:
         """The JSON chunk events of a stream (not [DONE], not in-band errors)."""
         return [e.json for e in self.events or [] if isinstance(e.json, dict) and "error" not in e.json]
 
     def excerpt(self, limit: int = 600) -> str:
-        text = self.body_text if self.events is None else "".join(f"data: {e.data}\n\n" for e in self.events)
+        text = self.body_text if self.events is None else "".join(encode_event(e.data) for e in self.events)
         if self.transport_error:
             text = f"[transport error: {self.transport_error}] " + text
         return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
@@ -86,30 +140,84 @@ class Exchange:
         return {"method": self.request.method, "url": self.request.path, "body": body}
 
 
-def parse_sse(text: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(field, value) data lines of an SSE body, and lines that are not SSE at all."""
-    fields: list[tuple[str, str]] = []
-    stray: list[str] = []
-    for raw_line in text.split("\n"):
-        line = raw_line.rstrip("\r")
-        if not line or line.startswith(":"):
+_EXCHANGE_ADAPTER = TypeAdapter(Exchange)
+
+
+class ExchangeFileError(ValueError):
+    """A saved-exchanges file is unreadable or a line is not an exchange."""
+
+
+def save_exchanges(path: Path, exchanges: Iterable[Exchange]) -> int:
+    """Write exchanges as JSONL (one exchange per line); the number written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("wb") as handle:
+        for exchange in exchanges:
+            handle.write(_EXCHANGE_ADAPTER.dump_json(exchange) + b"\n")
+            count += 1
+    return count
+
+
+def load_exchanges(path: Path) -> list[Exchange]:
+    """The exchanges of a JSONL file written by `save_exchanges`."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as error:
+        raise ExchangeFileError(f"{path}: cannot read it ({error.strerror or error})") from None
+    exchanges = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
-        name, sep, value = line.partition(":")
-        if not sep or name not in {"data", "event", "id", "retry"}:
-            stray.append(line)
-            continue
-        fields.append((name, value[1:] if value.startswith(" ") else value))
-    return fields, stray
+        try:
+            exchanges.append(_EXCHANGE_ADAPTER.validate_json(line))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(line)"
+            raise ExchangeFileError(f"{path}:{number}: not a saved exchange ({where}: {first['msg']})") from None
+    return exchanges
+
+
+def _event(message: SseMessage, at: float) -> SseEvent:
+    if message.data == DONE:
+        return SseEvent(message.data, None, at)
+    try:
+        return SseEvent(message.data, json.loads(message.data), at)
+    except ValueError as exc:
+        return SseEvent(message.data, None, at, json_error=str(exc))
+
+
+class StreamStalled(Exception):
+    """A response body did not finish within the client's deadline."""
 
 
 class EndpointClient:
-    """Sends requests to one endpoint and records them as exchanges."""
+    """Sends requests to one endpoint and records them as exchanges.
 
-    def __init__(self, base_url: str, api_key: str | None, *, timeout_s: float = 120.0, auth: str = "bearer") -> None:
+    `transport` replaces the network (an in-process app); `busy_retries` resends a request answered
+    429 or 503, after its Retry-After (at most `max_wait_s`), so a busy endpoint is not judged on
+    features it was too busy to show. A body that takes longer than `deadline_s` is cut off and recorded
+    as a transport error: a stalled stream fails its rules instead of hanging the run.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout_s: float = 120.0,
+        auth: str = "bearer",
+        transport: httpx.BaseTransport | None = None,
+        busy_retries: int = 0,
+        max_wait_s: float = 10.0,
+        deadline_s: float | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.auth = auth
-        self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self.busy_retries = busy_retries
+        self.max_wait_s = max_wait_s
+        self.deadline_s = deadline_s if deadline_s is not None else 2 * timeout_s
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
 
     def close(self) -> None:
         self.http.close()
@@ -130,6 +238,28 @@ class EndpointClient:
         raw_body: bytes | None = None,
         headers: dict[str, str] | None = None,
         with_auth: bool = True,
+        label: ProbeLabel | None = None,
+        retry_busy: bool = True,
+    ) -> Exchange:
+        attempts = 1 + (self.busy_retries if retry_busy else 0)
+        for attempt in range(attempts):
+            exchange = self._send(method, path, body, raw_body, headers, with_auth)
+            if exchange.status not in BUSY_STATUSES or attempt == attempts - 1:
+                break
+            retry_after = exchange.headers.get("retry-after", "1")
+            wait = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else 1.0
+            time.sleep(min(max(wait, 0.1), self.max_wait_s))
+        exchange.label = label
+        return exchange
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        raw_body: bytes | None,
+        headers: dict[str, str] | None,
+        with_auth: bool,
     ) -> Exchange:
         sent_headers = {**(self.auth_headers() if with_auth else {}), **(headers or {})}
         content: bytes | None = raw_body
@@ -142,64 +272,51 @@ class EndpointClient:
         events: list[SseEvent] | None = None
         first_byte: float | None = None
         chunks: list[str] = []
+        decoder = SseDecoder()
+        status: int | None = None
+        response_headers: dict[str, str] = {}
         try:
             with self.http.stream(method, path, content=content, headers=sent_headers) as response:
-                is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
-                if is_sse:
+                status, response_headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
+                if response.headers.get("content-type", "").startswith("text/event-stream"):
                     events = []
-                buffer = ""
                 for piece in response.iter_text():
+                    now = time.monotonic()
                     if first_byte is None:
-                        first_byte = time.monotonic()
+                        first_byte = now
                     chunks.append(piece)
                     if events is not None:
-                        buffer += piece
-                        *complete, buffer = buffer.split("\n\n")
-                        now = time.monotonic()
-                        for block in complete:
-                            events.extend(self._events(block, now))
-                if events is not None and buffer.strip():
-                    events.extend(self._events(buffer, time.monotonic()))
-                status, response_headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
-        except httpx.HTTPError as exc:
+                        events.extend(_event(message, now) for message in decoder.feed(piece))
+                    if now - started > self.deadline_s:
+                        raise StreamStalled(f"the body was not complete after {self.deadline_s:.0f} s")
+                if events is not None:
+                    now = time.monotonic()
+                    events.extend(_event(message, now) for message in decoder.finish())
+        except (httpx.HTTPError, StreamStalled) as exc:
             return Exchange(
-                recorded,
-                None,
-                {},
-                "".join(chunks),
-                events,
-                started,
-                first_byte,
-                time.monotonic(),
+                request=recorded,
+                status=status,
+                headers=response_headers,
+                body_text="".join(chunks),
+                events=events,
+                started_at=started,
+                first_byte_at=first_byte,
+                finished_at=time.monotonic(),
                 transport_error=f"{type(exc).__name__}: {exc}",
+                framing=decoder.framing if events is not None else None,
             )
         body_text = "".join(chunks)
-        _, stray = parse_sse(body_text) if events is not None else ([], [])
         return Exchange(
-            recorded,
-            status,
-            response_headers,
-            body_text,
-            events,
-            started,
-            first_byte,
-            time.monotonic(),
-            stray_lines=stray,
+            request=recorded,
+            status=status,
+            headers=response_headers,
+            body_text=body_text,
+            events=events,
+            started_at=started,
+            first_byte_at=first_byte,
+            finished_at=time.monotonic(),
+            framing=decoder.framing if events is not None else None,
         )
-
-    @staticmethod
-    def _events(block: str, at: float) -> list[SseEvent]:
-        fields, _ = parse_sse(block)
-        data_lines = [value for name, value in fields if name == "data"]
-        if not data_lines:
-            return []
-        data = "\n".join(data_lines)
-        if data == "[DONE]":
-            return [SseEvent(data, None, at)]
-        try:
-            return [SseEvent(data, json.loads(data), at)]
-        except ValueError as exc:
-            return [SseEvent(data, None, at, json_error=str(exc))]
 
     def post(self, path: str, body: Any, **kwargs: Any) -> Exchange:
         return self.request("POST", path, body, **kwargs)

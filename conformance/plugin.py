@@ -1,21 +1,21 @@
-"""The pytest plugin behind `pytest conformance --endpoint URL`: options, fixtures, rule results.
+"""The pytest plugin behind `pytest conformance --endpoint URL`: options, fixtures, and rule outcomes from what ran.
 
 Options also come from environment variables (LLAMACERT_ENDPOINT, LLAMACERT_API_KEY, ...). With no
 endpoint, the embedded reference server (llama.cpp + SmolLM2) is started for the session.
-Every check outcome is recorded per rule; `--results-json` writes them for the reports.
+Test modules only send requests (through `Verifier`, which labels each with its probe and role) and
+hand the exchanges to `conformance.rules.judge`. Each test declares the rules it exercises
+(`@pytest.mark.rules(...)`), so a rule whose test crashed is `error`, one whose test was skipped is
+`skip`, and one no collected test exercised is `not-run`: nothing passes without evidence.
+`--results-json` writes the outcomes for the reports; `--exchanges` saves every exchange as JSONL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import json
 import os
-import secrets
-import socket
-import subprocess
-import sys
-import tempfile
-import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,27 +24,35 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance.checks import RULES, CheckContext, run_checks
-from conformance.exchange import EndpointClient, Exchange
-from llamacert.environment import project_environment
+from conformance.exchange import EndpointClient, Exchange, ProbeLabel, save_exchanges
+from conformance.rules import RULES, JudgeContext, RuleOutcome, judge
+from launch import ReferenceServer
 from spec.document import Strictness
+from spec.profiles import get_profile
 
 __all__ = [
+    "DEFAULT_HARMFUL_PROMPTS",
+    "AdvisoryFinding",
     "Api",
-    "EmbeddedServer",
+    "InProcessEndpoint",
     "RuleLedger",
+    "RuleViolations",
     "Suite",
     "Verifier",
     "active_suite",
     "pytest_addoption",
+    "pytest_collection_finish",
     "pytest_configure",
     "pytest_generate_tests",
+    "pytest_runtest_makereport",
     "pytest_sessionfinish",
 ]
 
 ROUTE_PREFIXES = {"llama": "/v1", "azure": ""}
 PROMPT = "The capital of France is"
 CHAT_MESSAGES = [{"role": "user", "content": "Name three colours."}]
+DEFAULT_HARMFUL_PROMPTS = Path(__file__).with_name("data") / "harmful_prompts.txt"
+RESULTS_SCHEMA_VERSION = 1
 
 
 def _option(config: pytest.Config, name: str, env: str, default: str | None = None) -> str | None:
@@ -63,12 +71,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--model-kind",
         choices=["chat", "completion", "both", "auto"],
-        help="which API to test (default auto: from /info; both when /info is unavailable)",
+        help="which API to test (default auto: the routes that answer, narrowed by /info; R5)",
     )
     group.addoption("--strictness", choices=["docs", "compat"], help="judge by the docs as written or compat")
-    group.addoption("--profile", help="deployment profile (spec/profiles.yaml) for rate-limit / safety rules")
+    group.addoption("--profile", help="deployment profile (spec/profiles.yaml): which rules a verdict requires")
     group.addoption("--quick", action="store_true", default=None, help="a fast subset (about a minute)")
-    group.addoption("--results-json", help="write per-rule results (pass/fail/skip with evidence) to this file")
+    group.addoption("--results-json", help="write per-rule outcomes (pass/fail/skip/error/not-run) to this file")
+    group.addoption("--exchanges", help="save every exchange as JSONL to this file (re-judge: llamacert check)")
+    group.addoption(
+        "--harmful-prompts",
+        help="file of harmful prompts, one per line, for the content-safety rule "
+        f"(default conformance/data/{DEFAULT_HARMFUL_PROMPTS.name})",
+    )
     group.addoption(
         "--server-arg",
         action="append",
@@ -98,161 +112,178 @@ class Api:
         return f"{self.family}-{'chat' if self.chat else 'completions'}"
 
 
+@dataclass(frozen=True)
+class InProcessEndpoint:
+    """An endpoint reached through an httpx transport instead of the network (pass it in `pytest.main(plugins=)`)."""
+
+    url: str
+    api_key: str | None
+    transport: httpx.BaseTransport
+
+
+class RuleViolations(AssertionError):
+    """A test's exchanges broke required-severity rules (their outcomes are already recorded)."""
+
+
+class AdvisoryFinding(UserWarning):
+    """A test's exchanges broke an advisory rule: shown in pytest's summary, recorded, not a failure."""
+
+
 @dataclass
 class RuleRecord:
     passed: int = 0
     failed: int = 0
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    declared_by: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class TestStatus:
+    status: str  # ran | skipped | error
+    message: str | None = None
 
 
 class RuleLedger:
-    """Outcomes per rule over the session."""
+    """Outcomes per rule over the session, and what pytest says happened to each test that declared it."""
 
     def __init__(self) -> None:
-        self.records: dict[str, RuleRecord] = {}
-        self.errors: dict[str, str] = {}
+        self.records: dict[str, RuleRecord] = {rule_id: RuleRecord() for rule_id in RULES}
+        self.tests: dict[str, TestStatus] = {}
 
-    def record(self, rule_id: str, test: str, exchange: Exchange | None, message: str | None) -> None:
-        entry = self.records.setdefault(rule_id, RuleRecord())
-        if message is None:
+    def declare(self, test: str, patterns: tuple[str, ...]) -> None:
+        """`test` was collected to exercise the rules matching `patterns`."""
+        for rule_id, record in self.records.items():
+            if any(fnmatch.fnmatchcase(rule_id, pattern) for pattern in patterns):
+                record.declared_by.add(test)
+
+    def test_ended(self, test: str, status: str, message: str | None = None) -> None:
+        if status == "ran" and test in self.tests:
+            return  # setup passed before; keep a later skip or error
+        self.tests[test] = TestStatus(status, message)
+
+    def record(self, outcome: RuleOutcome, test: str) -> None:
+        entry = self.records.setdefault(outcome.rule_id, RuleRecord())
+        if outcome.passed:
             entry.passed += 1
             return
         entry.failed += 1
         if len(entry.evidence) < 5:
+            exchange = outcome.exchanges[-1] if outcome.exchanges else None
             entry.evidence.append(
                 {
                     "test": test,
                     "request": exchange.describe_request() if exchange else None,
                     "status": exchange.status if exchange else None,
                     "response_excerpt": exchange.excerpt() if exchange else "",
-                    "message": message,
+                    "message": outcome.message or "",
                 }
             )
+
+    def _outcome(self, entry: RuleRecord) -> tuple[str, str | None]:
+        if entry.failed:
+            return "fail", entry.evidence[0]["message"] if entry.evidence else None
+        statuses = {test: self.tests.get(test) for test in sorted(entry.declared_by)}
+        errors = [f"{test}: {s.message}" for test, s in statuses.items() if s is not None and s.status == "error"]
+        if errors:
+            return "error", f"{len(errors)} of its tests crashed; first: {errors[0][:400]}"
+        if entry.passed:
+            return "pass", None
+        skips = [f"{test}: {s.message}" for test, s in statuses.items() if s is not None and s.status == "skipped"]
+        if skips:
+            return "skip", skips[0][:400]
+        if any(s is not None for s in statuses.values()):
+            return "not-run", "its tests ran, but no exchange exercised it"
+        return "not-run", "no collected test exercises it"
 
     def results(self) -> list[dict[str, Any]]:
         out = []
         for rule_id, rule in sorted(RULES.items()):
-            entry = self.records.get(rule_id)
-            outcome = "skip" if entry is None else "fail" if entry.failed else "pass"
-            first = entry.evidence[0]["message"] if entry and entry.evidence else None
+            entry = self.records[rule_id]
+            outcome, message = self._outcome(entry)
             out.append(
                 {
                     "rule_id": rule_id,
                     "group": rule.group,
                     "title": rule.title,
                     "source": rule.source,
+                    "severity": rule.severity,
+                    "conditional": rule.conditional,
                     "outcome": outcome,
-                    "message": first,
-                    "tests": (entry.passed + entry.failed) if entry else 0,
-                    "evidence": entry.evidence if entry else [],
+                    "message": message,
+                    "tests": entry.passed + entry.failed,
+                    "evidence": entry.evidence,
                 }
             )
         return out
 
 
 class Verifier:
-    """Runs the checks of one test and records every outcome under its rule."""
+    """Sends one test's requests, each labelled with its probe and role, and judges them at the end."""
 
     def __init__(self, suite: Suite, test: str) -> None:
         self.suite = suite
         self.test = test
-        self.failures: list[str] = []
-        self.asserted = False
+        self.exchanges: list[Exchange] = []
+        self.finished = False
 
-    def context(self, api: Api | None) -> CheckContext:
-        return CheckContext(self.suite.strictness, chat=bool(api and api.chat))
+    def context(self) -> JudgeContext:
+        return self.suite.context()
 
-    def checks(self, exchange: Exchange, api: Api | None) -> Exchange:
-        """All single-exchange checks; failures are collected and raised at the end of the test."""
-        for rule, message in run_checks(exchange, self.context(api)):
-            self.suite.ledger.record(rule.rule_id, self.test, exchange, message)
-            if message is not None:
-                self.failures.append(
-                    f"[{rule.rule_id}] {message}\n    ({rule.title}; docs: {rule.source})"
-                    f"\n    request: {json.dumps(exchange.describe_request())[:300]}"
-                )
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        probe: str,
+        role: str = "request",
+        run: int | str = 0,
+        valid: bool = False,
+        note: str = "",
+        expect: dict[str, Any] | None = None,
+        **client_options: Any,
+    ) -> Exchange:
+        label = ProbeLabel(probe, f"{self.test}#{run}", role, note, valid, dict(expect or {}))
+        exchange = self.suite.client().request(method, path, body, label=label, **client_options)
+        self.exchanges.append(exchange)
+        self.suite.exchanges.append(exchange)
         return exchange
 
-    def rule(self, rule_id: str, ok: bool, message: str, exchange: Exchange | None = None) -> None:
-        """Record a rule checked by the test itself (relations between exchanges, expected statuses)."""
-        rule = RULES[rule_id]
-        self.suite.ledger.record(rule_id, self.test, exchange, None if ok else message)
-        if not ok:
-            request = json.dumps(exchange.describe_request())[:300] if exchange else "-"
-            self.failures.append(
-                f"[{rule_id}] {message}\n    ({rule.title}; docs: {rule.source})"
-                f"\n    request: {request}\n    response: {exchange.excerpt(300) if exchange else '-'}"
-            )
+    def post(self, path: str, body: Any, **options: Any) -> Exchange:
+        return self.send("POST", path, body, **options)
 
-    def status(self, rule_id: str, exchange: Exchange, expected: set[int], what: str) -> None:
-        ok = exchange.status in expected
-        self.rule(rule_id, ok, f"{what}: expected status {sorted(expected)}, got {exchange.status}", exchange)
+    def get(self, path: str, **options: Any) -> Exchange:
+        return self.send("GET", path, **options)
 
-    def assert_ok(self) -> None:
-        self.asserted = True
-        if self.failures:
-            raise AssertionError("\n".join(self.failures))
+    def finish(self) -> None:
+        """Judge the test's exchanges; the failures (with their rule, source and evidence) fail the test."""
+        self.finished = True
+        failures = []
+        for outcome in judge(self.exchanges, self.context()):
+            self.suite.ledger.record(outcome, self.test)
+            if not outcome.passed:
+                rule = RULES[outcome.rule_id]
+                exchange = outcome.exchanges[-1] if outcome.exchanges else None
+                request = json.dumps(exchange.describe_request())[:300] if exchange else "-"
+                text = f"[{rule.rule_id}] {outcome.message}\n    ({rule.title}; docs: {rule.source})"
+                text += f"\n    request: {request}"
+                if rule.severity == "advisory":
+                    warnings.warn(AdvisoryFinding(text), stacklevel=2)  # reported, never a failed test
+                else:
+                    failures.append(text)
+        if failures:
+            raise RuleViolations("\n".join(failures))
 
 
-class EmbeddedServer:
-    """`llamacert serve` in a subprocess on a free loopback port (always stopped)."""
-
-    def __init__(self, extra_args: list[str], profile: str | None) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.api_key = secrets.token_urlsafe(16)
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [
-            sys.executable,
-            "-m",
-            "llamacert.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            # `=`: a key may begin with "-", which argparse would take for an option
-            f"--api-key={self.api_key}",
-            *extra_args,
-        ]
-        if profile:
-            command += ["--profile", profile]
-        # a file, not a pipe: nobody reads a pipe once the server is up, and a full one would stall
-        # the server at its next log line (vLLM's engine logs a lot)
-        self._log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed in stop())
-        self.process = subprocess.Popen(command, env=project_environment(), stderr=self._log, text=True)
-
-    def log_tail(self, characters: int = 6000) -> str:
-        """The end of what the server has written to stderr."""
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read()[-characters:]
-
-    def wait_ready(self, timeout_s: float = 300.0) -> None:
-        # a first vLLM start exports the embedded model and loads the engine: minutes on 2 cores
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the embedded server exited:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"the embedded server did not become ready in {timeout_s:.0f} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+def _harmful_prompts(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise pytest.UsageError(f"--harmful-prompts {path}: {error.strerror or error}") from None
+    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        raise pytest.UsageError(f"--harmful-prompts {path}: no prompts in it")
+    return prompts
 
 
 class Suite:
@@ -270,37 +301,72 @@ class Suite:
         quick = config.getoption("quick")
         self.quick = bool(quick) or os.environ.get("LLAMACERT_QUICK", "") in {"1", "true", "yes"}
         self.results_json = _option(config, "results_json", "LLAMACERT_RESULTS_JSON")
+        self.exchanges_path = _option(config, "exchanges", "LLAMACERT_EXCHANGES")
+        harmful = _option(config, "harmful_prompts", "LLAMACERT_HARMFUL_PROMPTS")
+        self.harmful_prompts_path = Path(harmful) if harmful else DEFAULT_HARMFUL_PROMPTS
         self.ledger = RuleLedger()
+        self.exchanges: list[Exchange] = []
         self.started_at = dt.datetime.now(dt.UTC)
-        self.server: EmbeddedServer | None = None
+        self.server: ReferenceServer | None = None
         self.model_info: dict[str, Any] | None = None
+        self.not_offered: list[str] = []
+        self.exit_status: int | None = None
+        self._apis: list[Api] | None = None
+        self._cases = 0
         self._client: EndpointClient | None = None
+        self._in_process = next(
+            (plugin for plugin in config.pluginmanager.get_plugins() if isinstance(plugin, InProcessEndpoint)), None
+        )
+
+    def context(self) -> JudgeContext:
+        return JudgeContext(self.strictness, get_profile(self.profile) if self.profile else None)
+
+    def next_case(self) -> int:
+        """A session-wide number for generated cases, which share one test id."""
+        self._cases += 1
+        return self._cases
+
+    def harmful_prompts(self) -> list[str]:
+        return _harmful_prompts(self.harmful_prompts_path)
 
     def client(self) -> EndpointClient:
         if self._client is None:
-            if not self.endpoint:
-                self.server = EmbeddedServer(list(self.config.getoption("server_arg") or []), self.profile)
+            transport = None
+            if self._in_process is not None:
+                self.endpoint, self.api_key = self._in_process.url, self._in_process.api_key
+                transport = self._in_process.transport
+            elif not self.endpoint:
+                self.server = ReferenceServer(list(self.config.getoption("server_arg") or []), self.profile)
                 self.server.wait_ready()
                 self.endpoint, self.api_key = self.server.url, self.server.api_key
             assert self.endpoint is not None
-            self._client = EndpointClient(self.endpoint, self.api_key, auth=self.auth_header)
+            self._client = EndpointClient(
+                self.endpoint, self.api_key, auth=self.auth_header, transport=transport, busy_retries=3
+            )
             info = self._client.get("/info")
             if info.status == 200 and isinstance(info.json, dict):
                 self.model_info = info.json
         return self._client
 
     def apis(self) -> list[Api]:
+        """The APIs under test: as chosen, or under `auto` the ones the endpoint offers (a 404 is "not offered", R5)."""
+        if self._apis is not None:
+            return self._apis
         families = ["llama", "azure"] if self.routes == "both" else [self.routes]
         if self.quick:
             families = families[:1]
         kind = self.model_kind
         if kind == "auto":
-            kind = "both"
-            model_type = (self.model_info or {}).get("model_type")
-            if model_type == "text-generation":
-                kind = "completion"
+            kind = "completion" if (self.model_info or {}).get("model_type") == "text-generation" else "both"
         chats = {"chat": [True], "completion": [False], "both": [False, True]}[kind]
-        return [Api(family, chat) for family in families for chat in chats]
+        apis = [Api(family, chat) for family in families for chat in chats]
+        if self.model_kind == "auto":
+            client = self.client()
+            offered = [api for api in apis if client.post(api.path, api.body(max_tokens=1)).status != 404]
+            self.not_offered = [api.path for api in apis if api not in offered]
+            apis = offered or apis  # nothing offered at all: test them all, and let every rule say so
+        self._apis = apis
+        return apis
 
     def close(self) -> None:
         if self._client is not None:
@@ -309,11 +375,13 @@ class Suite:
             self.server.stop()
 
     def write_results(self) -> None:
+        if self.exchanges_path:
+            save_exchanges(Path(self.exchanges_path), self.exchanges)
         if not self.results_json:
             return
         finished = dt.datetime.now(dt.UTC)
         document = {
-            "schema_version": 1,
+            "schema_version": RESULTS_SCHEMA_VERSION,
             "endpoint": self.endpoint,
             "strictness": self.strictness.value,
             "profile": self.profile,
@@ -322,6 +390,8 @@ class Suite:
             "finished_at": finished.isoformat(),
             "duration_s": (finished - self.started_at).total_seconds(),
             "quick": self.quick,
+            "pytest_exit_status": self.exit_status,
+            "not_offered": self.not_offered,
             "rules": self.ledger.results(),
         }
         path = Path(self.results_json)
@@ -339,6 +409,7 @@ def active_suite() -> Suite:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "rules(*patterns): the conformance rules (ids or globs) a test exercises")
     config.stash[SUITE_KEY] = Suite(config)
     _ACTIVE.append(config.stash[SUITE_KEY])
 
@@ -346,15 +417,40 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "api" in metafunc.fixturenames:
         suite = metafunc.config.stash[SUITE_KEY]
-        # /info decides the model kind; the client (and the embedded server) start here, once.
-        suite.client()
+        # the routes offered decide the APIs; the client (and the embedded server) start here, once
         apis = suite.apis()
         metafunc.parametrize("api", apis, ids=[str(api) for api in apis])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    suite = session.config.stash.get(SUITE_KEY, None)
+    if suite is None:
+        return
+    for item in session.items:
+        for marker in item.iter_markers("rules"):
+            suite.ledger.declare(item.nodeid, tuple(str(pattern) for pattern in marker.args))
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """What pytest says happened to a test decides whether its rules ran, were skipped or errored."""
+    suite = item.config.stash.get(SUITE_KEY, None)
+    if suite is None or (call.when == "teardown" and call.excinfo is None):
+        return
+    excinfo = call.excinfo
+    if excinfo is None:
+        suite.ledger.test_ended(item.nodeid, "ran")
+    elif excinfo.errisinstance(pytest.skip.Exception):
+        suite.ledger.test_ended(item.nodeid, "skipped", str(excinfo.value))
+    elif excinfo.errisinstance(RuleViolations):
+        suite.ledger.test_ended(item.nodeid, "ran")
+    else:
+        suite.ledger.test_ended(item.nodeid, "error", f"{call.when}: {excinfo.exconly()[:600]}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     suite = session.config.stash.get(SUITE_KEY, None)
     if suite is not None:
+        suite.exit_status = int(exitstatus)
         suite.write_results()
         suite.close()
 
@@ -373,5 +469,5 @@ def client(suite: Suite) -> EndpointClient:
 def verify(suite: Suite, request: pytest.FixtureRequest) -> Iterator[Verifier]:
     verifier = Verifier(suite, request.node.nodeid)
     yield verifier
-    if not verifier.asserted:  # a test that forgot assert_ok() still fails on what its checks found
-        verifier.assert_ok()
+    if not verifier.finished:  # a test that forgot finish() still fails on what its rules found
+        verifier.finish()

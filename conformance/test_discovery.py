@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from conformance.exchange import EndpointClient
-from conformance.plugin import Verifier
-from spec.document import schema_validator
+import pytest
+
+from conformance.plugin import Suite, Verifier
 
 
-def test_info(client: EndpointClient, verify: Verifier) -> None:
-    exchange = verify.checks(client.get("/info"), None)
-    errors = [e.message for e in schema_validator("ModelInfo").iter_errors(exchange.json)]
-    verify.rule(
-        "discovery.info",
-        exchange.status == 200 and not errors,
-        f"GET /info gave {exchange.status}: {'; '.join(errors[:3])}",
-        exchange,
-    )
-    verify.assert_ok()
+@pytest.mark.rules("discovery.info")
+def test_info(verify: Verifier) -> None:
+    verify.get("/info", probe="info")
+    verify.finish()
 
 
-def test_openapi_document(client: EndpointClient, verify: Verifier) -> None:
-    exchange = client.get("/openapi.json")
-    if exchange.status == 404:
-        exchange = client.get("/swagger.json")
-    document = exchange.json
-    ok = exchange.status == 200 and isinstance(document, dict) and "openapi" in document and "paths" in document
-    verify.rule(
-        "discovery.openapi", ok, f"no OpenAPI document at /openapi.json or /swagger.json ({exchange.status})", exchange
-    )
-    verify.assert_ok()
+@pytest.mark.rules("discovery.openapi")
+def test_openapi_document(suite: Suite, verify: Verifier) -> None:
+    path = "/openapi.json" if suite.client().get("/openapi.json").status != 404 else "/swagger.json"
+    verify.get(path, probe="openapi", role="document", expect={"paths": [api.path for api in suite.apis()]})
+    verify.finish()

@@ -1,4 +1,4 @@
-"""Errors a client can cause: each gets the right 4xx and the error envelope, never a 5xx."""
+"""Errors a client can cause: each request is sent with the answer its probe expects; the rules judge it."""
 
 from __future__ import annotations
 
@@ -6,96 +6,94 @@ from typing import Any
 
 import pytest
 
-from conformance.exchange import EndpointClient
 from conformance.plugin import Api, Suite, Verifier
-from spec.document import Strictness
+
+ERROR_RULES = ("errors.envelope", "errors.no_server_error")
 
 
-def _invalid_statuses(suite: Suite) -> set[int]:
-    # D14: invalid parameters are 400; compat also accepts FastAPI-style 422
-    return {400} if suite.strictness is Strictness.DOCS else {400, 422}
-
-
-def test_missing_and_wrong_key(api: Api, client: EndpointClient, suite: Suite, verify: Verifier) -> None:
-    if not client.api_key:
+@pytest.mark.rules("errors.auth", *ERROR_RULES)
+def test_missing_and_wrong_key(api: Api, suite: Suite, verify: Verifier) -> None:
+    if not suite.client().api_key:
         pytest.skip("no key configured: the endpoint is tested as an open endpoint")
-    missing = verify.checks(client.post(api.path, api.body(max_tokens=1), with_auth=False), api)
-    verify.status("errors.auth", missing, {401}, "no key")
-    wrong = verify.checks(
-        client.post(
-            api.path,
-            api.body(max_tokens=1),
-            with_auth=False,
-            headers={"Authorization": "Bearer not-the-key-" + "x" * 16},
-        ),
-        api,
-    )
-    verify.status("errors.auth", wrong, {401}, "a wrong key")
-    verify.assert_ok()
+    verify.post(api.path, api.body(max_tokens=1), probe="auth", role="no_key", with_auth=False)
+    wrong = {"Authorization": "Bearer not-the-key-" + "x" * 16}
+    verify.post(api.path, api.body(max_tokens=1), probe="auth", role="a_wrong_key", with_auth=False, headers=wrong)
+    verify.finish()
 
 
-def test_unknown_route(client: EndpointClient, verify: Verifier) -> None:
-    exchange = verify.checks(client.post("/v1/no-such-route", {"prompt": "x"}), None)
-    verify.status("errors.unknown_route", exchange, {404}, "an unknown route")
-    verify.assert_ok()
+@pytest.mark.rules("errors.unknown_route", *ERROR_RULES)
+def test_unknown_route(verify: Verifier) -> None:
+    verify.post("/v1/no-such-route", {"prompt": "x"}, probe="unknown_route")
+    verify.finish()
 
 
-def test_docs_example_with_trailing_comma_is_malformed_json(api: Api, client: EndpointClient, verify: Verifier) -> None:
+@pytest.mark.rules("errors.malformed_json", *ERROR_RULES)
+def test_docs_example_with_trailing_comma_is_malformed_json(api: Api, verify: Verifier) -> None:
     raw = (
         b'{\n    "prompt": "What\'s the distance to the moon?",\n    "temperature": 0.8,\n    "max_tokens": 4,\n}'
         if not api.chat
         else b'{"messages": [{"role": "user", "content": "I love programming."}], "max_tokens": 4,}'
     )
-    exchange = verify.checks(client.post(api.path, None, raw_body=raw), api)
-    verify.status("errors.malformed_json", exchange, {400}, "the docs' example body with its trailing comma (D9)")
-    verify.assert_ok()
+    verify.post(api.path, None, raw_body=raw, probe="malformed_json")
+    verify.finish()
 
 
-INVALID: list[tuple[str, dict[str, Any]]] = [
-    ("temperature above 2", {"temperature": 2.5}),
-    ("negative temperature", {"temperature": -0.1}),
-    ("max_tokens as a string", {"max_tokens": "ten"}),
-    ("max_tokens zero", {"max_tokens": 0}),
-    ("n zero", {"n": 0}),
-    ("presence_penalty above 2", {"presence_penalty": 2.5}),
-    ("top_p above 1", {"top_p": 1.5}),
-    ("stream as a string", {"stream": "yes"}),
-    ("stop as a number", {"stop": 42}),
-    ("logprobs negative", {"logprobs": -1}),
+# (what, the parameters that make it invalid, the parameter the error must name)
+INVALID: list[tuple[str, dict[str, Any], str]] = [
+    ("temperature above 2", {"temperature": 2.5}, "temperature"),
+    ("negative temperature", {"temperature": -0.1}, "temperature"),
+    ("max_tokens as a string", {"max_tokens": "ten"}, "max_tokens"),
+    ("max_tokens zero", {"max_tokens": 0}, "max_tokens"),
+    ("n zero", {"n": 0}, "n"),
+    ("presence_penalty above 2", {"presence_penalty": 2.5}, "presence_penalty"),
+    ("top_p above 1", {"top_p": 1.5}, "top_p"),
+    ("stream as a string", {"stream": "yes"}, "stream"),
+    ("stop as a number", {"stop": 42}, "stop"),
+    ("logprobs negative", {"logprobs": -1}, "logprobs"),
 ]
+QUICK_INVALID = {"temperature above 2", "max_tokens as a string"}
 
 
-@pytest.mark.parametrize(("what", "params"), INVALID, ids=[what for what, _ in INVALID])
+@pytest.mark.rules("errors.invalid_parameter", *ERROR_RULES)
+@pytest.mark.parametrize(("what", "params", "param"), INVALID, ids=[what for what, _, _ in INVALID])
 def test_invalid_parameter(
-    api: Api, client: EndpointClient, suite: Suite, verify: Verifier, what: str, params: dict[str, Any]
+    api: Api, suite: Suite, verify: Verifier, what: str, params: dict[str, Any], param: str
 ) -> None:
-    if suite.quick and what not in {"temperature above 2", "max_tokens as a string"}:
+    if suite.quick and what not in QUICK_INVALID:
         pytest.skip("--quick")
-    exchange = verify.checks(client.post(api.path, api.body(**{"max_tokens": 2, **params})), api)
-    verify.status("errors.invalid_parameter", exchange, _invalid_statuses(suite), what)
-    verify.assert_ok()
+    body = api.body(**{"max_tokens": 2, **params})
+    verify.post(api.path, body, probe="invalid_parameter", note=what, expect={"param": param})
+    verify.finish()
 
 
-def test_missing_prompt_or_messages_and_bad_role(
-    api: Api, client: EndpointClient, suite: Suite, verify: Verifier
-) -> None:
-    missing = verify.checks(client.post(api.path, {"max_tokens": 2}), api)
-    verify.status("errors.invalid_parameter", missing, _invalid_statuses(suite), "no prompt/messages")
+@pytest.mark.rules("errors.invalid_parameter", *ERROR_RULES)
+def test_missing_prompt_or_messages_and_bad_role(api: Api, verify: Verifier) -> None:
+    field = "messages" if api.chat else "prompt"
+    verify.post(
+        api.path,
+        {"max_tokens": 2},
+        probe="invalid_parameter",
+        run="missing",
+        note=f"no {field}",
+        expect={"param": field},
+    )
     if api.chat:
-        robot = verify.checks(client.post(api.path, {"messages": [{"role": "robot", "content": "hi"}]}), api)
-        verify.status("errors.invalid_parameter", robot, _invalid_statuses(suite), "an unknown role")
-        no_content = verify.checks(client.post(api.path, {"messages": [{"role": "user"}]}), api)
-        verify.status("errors.invalid_parameter", no_content, _invalid_statuses(suite), "a message without content")
-    verify.assert_ok()
+        bad: list[tuple[str, dict[str, Any]]] = [
+            ("an unknown role", {"role": "robot", "content": "hi"}),
+            ("a message without content", {"role": "user"}),
+        ]
+        for what, message in bad:
+            verify.post(api.path, {"messages": [message]}, probe="invalid_parameter", run=what, note=what)
+    verify.finish()
 
 
-def test_context_overflow(api: Api, client: EndpointClient, verify: Verifier) -> None:
-    exchange = verify.checks(client.post(api.path, api.body(max_tokens=10_000_000)), api)
-    verify.status("errors.context_overflow", exchange, {400}, "max_tokens far beyond any context length (D22)")
-    verify.assert_ok()
+@pytest.mark.rules("errors.context_overflow", *ERROR_RULES)
+def test_context_overflow(api: Api, verify: Verifier) -> None:
+    verify.post(api.path, api.body(max_tokens=10_000_000), probe="context_overflow")
+    verify.finish()
 
 
-def test_not_json_object(api: Api, client: EndpointClient, suite: Suite, verify: Verifier) -> None:
-    exchange = verify.checks(client.post(api.path, ["not", "an", "object"]), api)
-    verify.status("errors.invalid_parameter", exchange, _invalid_statuses(suite), "a JSON array body")
-    verify.assert_ok()
+@pytest.mark.rules("errors.invalid_parameter", *ERROR_RULES)
+def test_not_json_object(api: Api, verify: Verifier) -> None:
+    verify.post(api.path, ["not", "an", "object"], probe="invalid_parameter", note="a JSON array body")
+    verify.finish()

@@ -1,8 +1,8 @@
-"""schemathesis from the spec: valid requests get 2xx and spec-valid responses; invalid ones get 4xx.
+"""schemathesis generates request bodies from the spec; the suite's client sends them and the rules judge them.
 
-The document is loaded from spec/openapi.yaml at import time; the endpoint and key arrive when each
-case is sent. Streams are out of scope here (schemathesis reads whole bodies): the SSE rules are
-checked by test_streaming.py, so `stream` is forced off and the event-stream media type removed.
+Valid cases must be served (and their responses meet every exchange rule); invalid ones get a 4xx.
+The document is loaded from spec/openapi.yaml at import time. Streams are left to test_streaming.py,
+so `stream` is forced off in valid cases.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis.errors import FailureGroup
 
-from conformance.checks import run_checks
-from conformance.exchange import Exchange, RecordedRequest
-from conformance.plugin import Suite, Verifier, active_suite
-from spec.document import load_document
+from conformance.plugin import Api, Suite, Verifier, active_suite
+from spec.document import load_document, schema_validator
 
 OPERATIONS = {
     "createCompletion": ("llama", False),
@@ -52,15 +49,6 @@ def _schema(mode: str, quick: bool) -> Any:
                 "examples": {"enabled": False},
                 "coverage": {"enabled": mode == "negative" and not quick, "unexpected-methods": []},
                 "stateful": {"enabled": False},
-            },
-            "checks": {
-                "enabled": False,
-                "not_a_server_error": {"enabled": True},
-                "status_code_conformance": {"enabled": True},
-                "content_type_conformance": {"enabled": True},
-                "response_schema_conformance": {"enabled": True},
-                "positive_data_acceptance": {"enabled": True, "expected-statuses": ["2xx"]},
-                "negative_data_rejection": {"enabled": True, "expected-statuses": ["4xx"]},
             },
         }
     )
@@ -103,63 +91,66 @@ def map_body(context: Any, body: Any) -> Any:
     return body
 
 
-def _cheapen_negative(case: Any) -> None:
+def _cheapen_negative(body: Any) -> Any:
     """Lower the cost of a negative case without repairing what makes it invalid."""
-    body = case.body
     if not isinstance(body, dict):
-        return
-    new = dict(body)
-    max_tokens = new.get("max_tokens")
+        return body
+    max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens >= 1:
-        new["max_tokens"] = min(max_tokens, 4)
-    n = new.get("n")
-    if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
-        new["n"] = min(n, 2)
-    if new != body:
-        case.body = new
+        return {**body, "max_tokens": min(max_tokens, 4)}
+    return body
 
 
-def _exchange(case: Any, response: Any, path: str) -> Exchange:
-    body = case.body if isinstance(case.body, dict | list | str | int | float) else None
-    headers = {k.lower(): (v[0] if isinstance(v, list) else v) for k, v in response.headers.items()}
-    return Exchange(RecordedRequest("POST", path, body), response.status_code, headers, response.text)
+def _fenced_off(body: Any) -> bool:
+    """R2: a value only D16 (n, best_of <= 16, logprobs <= 20) or D23 (non-empty prompt) makes invalid."""
+    if not isinstance(body, dict):
+        return False
+    bounds = {"n": 16, "best_of": 16, "logprobs": 20}
+    for name, bound in bounds.items():
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > bound:
+            return True
+    return body.get("prompt") == ""
 
 
-def _run(case: Any, suite: Suite, rule_id: str) -> None:
-    # one verifier per generated case: hypothesis reuses function-scoped fixtures across cases
-    verify = Verifier(suite, f"{rule_id}::{case.operation.label}")
+def _api(case: Any, suite: Suite) -> Api:
     family, chat = OPERATIONS[case.operation.definition.raw["operationId"]]
     apis = {(api.family, api.chat): api for api in suite.apis()}
     if (family, chat) not in apis:
         pytest.skip(f"{case.operation.label} is not under test (--routes / --model-kind)")
-    client = suite.client()
-    headers = client.auth_headers()
-    response = case.call(base_url=suite.endpoint, headers=headers, timeout=120)
-    exchange = _exchange(case, response, case.operation.path)
-    try:
-        case.validate_response(response, headers=headers)
-    except FailureGroup as group:
-        message = "; ".join(f"{f.title}: {f.message}" for f in group.exceptions)[:800]
-        verify.rule(rule_id, False, message, exchange)
-    else:
-        verify.rule(rule_id, True, "", exchange)
-    if rule_id == "positive.schema_cases":
-        verify.checks(exchange, apis[(family, chat)])
-    else:
-        for rule, failure in run_checks(exchange, verify.context(apis[(family, chat)])):
-            if rule.group == "errors":
-                verify.suite.ledger.record(rule.rule_id, verify.test, exchange, failure)
-                if failure:
-                    verify.failures.append(f"[{rule.rule_id}] {failure}")
-    verify.assert_ok()
+    return apis[(family, chat)]
+
+
+def _verifier(case: Any, suite: Suite, probe: str) -> Verifier:
+    # one verifier per generated case: hypothesis reuses function-scoped fixtures across cases
+    return Verifier(suite, f"{probe}::{case.operation.label}::{suite.next_case()}")
 
 
 @positive.parametrize()  # type: ignore[untyped-decorator]
+@pytest.mark.rules("positive.schema_cases")
 def test_valid_requests_from_the_spec(case: Any, suite: Suite) -> None:
-    _run(case, suite, "positive.schema_cases")
+    api = _api(case, suite)
+    verify = _verifier(case, suite, "generated_valid")
+    verify.post(api.path, case.body, probe="generated_valid", valid=True, note="generated from the spec")
+    verify.finish()
 
 
 @negative.parametrize()  # type: ignore[untyped-decorator]
+@pytest.mark.rules("errors.negative_cases")
 def test_invalid_requests_from_the_spec(case: Any, suite: Suite) -> None:
-    _cheapen_negative(case)
-    _run(case, suite, "errors.negative_cases")
+    api = _api(case, suite)
+    if _fenced_off(case.body):
+        return  # R2: never sent as "invalid"
+    request_schema = schema_validator("ChatCompletionRequest" if api.chat else "CompletionRequest")
+    if isinstance(case.body, dict | list | str | int | float) and request_schema.is_valid(case.body):
+        return  # invalid only in what this suite does not send (a header, the media type)
+    verify = _verifier(case, suite, "generated_invalid")
+    cheaper = _cheapen_negative(case.body)
+    body = case.body if request_schema.is_valid(cheaper) else cheaper  # never cheapened into a valid request
+    if isinstance(body, bytes) or not isinstance(body, dict | list | str | int | float | bool | None):
+        # a body that is not JSON at all, or none (schemathesis's NotSet)
+        raw = body if isinstance(body, bytes) else b""
+        verify.post(api.path, None, raw_body=raw, probe="generated_invalid", note="schema-invalid")
+    else:
+        verify.post(api.path, body, probe="generated_invalid", note="schema-invalid")
+    verify.finish()

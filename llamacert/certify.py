@@ -2,7 +2,8 @@
 
 With no endpoint it certifies the embedded reference server (llama.cpp + SmolLM2). Its rate-limit
 compliance is measured on the same server code and profile over the simulated backend, because a
-135M model on two cores cannot be offered 1,000+ requests per minute.
+135M model on two cores cannot be offered 1,000+ requests per minute. The report directory also
+holds every exchange of the suite (exchanges.jsonl; re-judge it with `llamacert check`).
 """
 
 from __future__ import annotations
@@ -15,19 +16,44 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from conformance.plugin import EmbeddedServer
-from llamacert.environment import PROJECT_ROOT, project_environment
+import httpx
+
+from conformance.exchange import EXCHANGES_FILE
+from launch import PROJECT_ROOT, ReferenceServer, project_environment
 from spec.profiles import get_profile
 
-__all__ = ["certify_main"]
+__all__ = ["EXIT_CODES", "EXIT_COULD_NOT_RUN", "certify_main"]
 
 ROOT = PROJECT_ROOT
+EXIT_CODES = {"PASS": 0, "FAIL": 1, "INCOMPLETE": 2}
+EXIT_COULD_NOT_RUN = 3
+EXIT_HELP = """exit status:
+  0  PASS        every rule the profile requires passed, with evidence, and the load test ran
+  1  FAIL        a required rule or the rate-limit check failed
+  2  INCOMPLETE  nothing failed, but a required rule errored, was skipped or did not run, or a part did not run
+  3  could not run: bad arguments, the endpoint is unreachable, or the embedded server did not start
+"""
+
+
+class CouldNotRun(Exception):
+    """certify cannot start: the verdict would mean nothing."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_COULD_NOT_RUN, f"{self.prog}: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llamacert certify", description=__doc__)
+    parser = _Parser(
+        prog="llamacert certify",
+        description=__doc__,
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--endpoint", help="base URL; default: start the embedded reference server")
     parser.add_argument("--api-key", default=os.environ.get("LLAMACERT_API_KEY"))
     parser.add_argument("--profile", default="serverless-llama31", help="deployment profile (spec/profiles.yaml)")
@@ -36,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-kind", choices=["chat", "completion", "both", "auto"], default="auto")
     parser.add_argument("--out", type=Path, help="report directory (default llamacert-reports/<time>)")
     parser.add_argument("--quick", action="store_true", help="the quick conformance subset")
+    parser.add_argument("--harmful-prompts", type=Path, help="harmful prompts for the content-safety rule, one a line")
     parser.add_argument("--load-duration", default="20s", help="duration of the throughput load test")
     parser.add_argument("--no-load", action="store_true", help="skip the load tests")
     parser.add_argument(
@@ -51,7 +78,8 @@ def _step(title: str) -> None:
     print(f"\n=== llamacert certify: {title} ===", flush=True)
 
 
-def _run_conformance(args: argparse.Namespace, endpoint: str, api_key: str | None, out: Path) -> dict[str, Any]:
+def _run_conformance(args: argparse.Namespace, endpoint: str, api_key: str | None, out: Path) -> dict[str, Any] | None:
+    """The suite's results, with pytest's own exit status; None when it wrote none (it could not start)."""
     results = out / "conformance-results.json"
     command = [
         sys.executable,
@@ -70,6 +98,8 @@ def _run_conformance(args: argparse.Namespace, endpoint: str, api_key: str | Non
         args.model_kind,
         "--results-json",
         str(results),
+        "--exchanges",
+        str(out / EXCHANGES_FILE),
         "--junitxml",
         str(out / "conformance-junit.xml"),
         "-p",
@@ -81,12 +111,24 @@ def _run_conformance(args: argparse.Namespace, endpoint: str, api_key: str | Non
         command.append(f"--api-key={api_key}")  # `=`: a key may begin with "-"
     if args.quick:
         command.append("--quick")
+    if args.harmful_prompts:
+        command += ["--harmful-prompts", str(args.harmful_prompts.resolve())]
+    results.unlink(missing_ok=True)
     # pytest prints each rule group's file with its progress as it goes
-    subprocess.run(command, cwd=ROOT, env=project_environment(), check=False)
+    status = subprocess.run(command, cwd=ROOT, env=project_environment(), check=False).returncode
     if not results.is_file():
-        raise RuntimeError("the conformance suite did not write its results")
+        print(f"llamacert certify: the conformance suite wrote no results (pytest exit {status})", file=sys.stderr)
+        return None
     document: dict[str, Any] = json.loads(results.read_text(encoding="utf-8"))
+    document["pytest_exit_status"] = status  # the process's own word outranks what the plugin wrote before exiting
     return document
+
+
+def _check_reachable(endpoint: str) -> None:
+    try:
+        httpx.get(endpoint.rstrip("/") + "/health", timeout=10)
+    except httpx.HTTPError as error:
+        raise CouldNotRun(f"the endpoint {endpoint} is unreachable ({type(error).__name__}: {error})") from None
 
 
 def _run_load(arguments: list[str], out: Path) -> dict[str, Any] | None:
@@ -102,27 +144,42 @@ def _run_load(arguments: list[str], out: Path) -> dict[str, Any] | None:
 
 
 def certify_main(argv: list[str]) -> int:
+    """Certify; the exit status is the verdict (EXIT_CODES) or EXIT_COULD_NOT_RUN."""
     args = _parser().parse_args(argv)
+    try:
+        return _certify(args)
+    except CouldNotRun as exc:
+        print(f"llamacert certify: could not run: {exc}", file=sys.stderr)
+        return EXIT_COULD_NOT_RUN
+
+
+def _certify(args: argparse.Namespace) -> int:
     try:
         profile = get_profile(args.profile)
     except ValueError as exc:
-        print(f"llamacert certify: {exc}", file=sys.stderr)
-        return 2
+        raise CouldNotRun(str(exc)) from None
+    if args.harmful_prompts is not None and not args.harmful_prompts.is_file():
+        raise CouldNotRun(f"--harmful-prompts {args.harmful_prompts}: no such file")
     started = time.monotonic()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     # absolute: the suite runs in a subprocess whose working directory is the installed package
     out: Path = (args.out or Path("llamacert-reports") / stamp).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    servers: list[EmbeddedServer] = []
+    servers: list[ReferenceServer] = []
     try:
         endpoint, api_key = args.endpoint, args.api_key
         embedded = endpoint is None
         if embedded:
             _step(f"starting the embedded reference server (llama.cpp + SmolLM2, profile {profile.name})")
-            server = EmbeddedServer(["--context-length", "2048"], profile.name)
+            server = ReferenceServer(["--context-length", "2048"], profile.name)
             servers.append(server)
-            server.wait_ready()
+            try:
+                server.wait_ready()
+            except RuntimeError as exc:
+                raise CouldNotRun(f"the embedded reference server did not start: {exc}") from None
             endpoint, api_key = server.url, server.api_key
+        else:
+            _check_reachable(endpoint)
         _step(f"conformance suite against {endpoint} ({args.strictness}, {args.routes} routes)")
         conformance = _run_conformance(args, endpoint, api_key, out)
         loads: list[dict[str, Any]] = []
@@ -147,7 +204,9 @@ def certify_main(argv: list[str]) -> int:
                 target, target_key = endpoint, api_key
                 if embedded:
                     _step("rate-limit compliance: the reference server's limiter on the simulated backend")
-                    simulated = EmbeddedServer(["--backend", "simulated", "--simulated-token-s", "0.005"], profile.name)
+                    simulated = ReferenceServer(
+                        ["--backend", "simulated", "--simulated-token-s", "0.005"], profile.name
+                    )
                     servers.append(simulated)
                     simulated.wait_ready()
                     target, target_key = simulated.url, simulated.api_key
@@ -188,5 +247,6 @@ def certify_main(argv: list[str]) -> int:
     print(f"report: {paths['html'].resolve()}")
     print(f"        {paths['json'].resolve()}")
     print(f"        {paths['junit'].resolve()}")
+    print(f"        {(out / EXCHANGES_FILE).resolve()} (llamacert check FILE re-judges it)")
     print(f"took {time.monotonic() - started:.0f} s")
-    return 0 if verdict.status == "PASS" else 1
+    return EXIT_CODES[verdict.status]

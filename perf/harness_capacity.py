@@ -21,7 +21,6 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,12 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.plugin import EmbeddedServer
+from launch import ManagedProcess, ReferenceServer
 from perf.cpu_usage import finished_children_cpu_s, machine_busy_cpu_s, process_cpu_s
 from perf.runner import PERF_DIR, LoadRequest, run_load, subprocess_environment
 from perf.scenarios import RequestMixEntry, Scenario
 
 __all__ = ["StartedEndpoint", "measure", "reference_simulated_endpoint", "trivial_endpoint"]
+
+# what perf/trivial_server.py prints once it listens (it binds port 0)
+LISTENING = re.compile(r"listening on (\d+)")
 
 
 @dataclass(frozen=True)
@@ -57,28 +59,23 @@ def trivial_endpoint(*extra_arguments: str) -> Iterator[str]:
 
 @contextmanager
 def _trivial_server(*extra_arguments: str) -> Iterator[StartedEndpoint]:
-    process = subprocess.Popen(
+    process = ManagedProcess(
         [sys.executable, "-m", "perf.trivial_server", "--port", "0", *extra_arguments],
-        stdout=subprocess.PIPE,
-        env=subprocess_environment(""),
+        name="the trivial server",
+        environment=subprocess_environment(""),
         cwd=PERF_DIR.parent,
     )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().decode()
-        match = re.match(r"listening on (\d+)", line)
-        if match is None:
-            raise RuntimeError(f"trivial server did not start: {line!r}")
+    with process:
+        process.wait_until(lambda: LISTENING.search(process.log_tail()) is not None, timeout_s=30, poll_s=0.05)
+        match = LISTENING.search(process.log_tail())
+        assert match is not None
         yield StartedEndpoint(f"http://127.0.0.1:{match[1]}", "", process.pid)
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @contextmanager
 def reference_simulated_endpoint() -> Iterator[StartedEndpoint]:
     """Start `llamacert serve --backend simulated` (zero latency, no rate limits) on a free port; always stops it."""
-    server = EmbeddedServer(["--backend", "simulated"], profile="managed-compute")
+    server = ReferenceServer(["--backend", "simulated"], profile="managed-compute")
     try:
         server.wait_ready()
         yield StartedEndpoint(server.url, server.api_key, server.process.pid)

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from spec.sse import DONE, SseDecoder
+
 __all__ = ["BodyOutcome", "StreamReader", "parse_body", "parse_header_int", "parse_retry_after"]
 
 
@@ -45,24 +47,16 @@ class StreamReader:
     finish_reason: str | None = None
     error: str | None = None
     done: bool = False
-    _data: list[str] = field(default_factory=list)
+    _decoder: SseDecoder = field(default_factory=SseDecoder)
 
     def feed_line(self, line: bytes, now: float) -> None:
-        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not text:
-            if self._data:
-                self._dispatch("\n".join(self._data), now)
-                self._data.clear()
-        elif text.startswith("data:"):
-            data = text[5:]
-            self._data.append(data[1:] if data.startswith(" ") else data)
-        # Comments (":") and the event/id/retry fields carry nothing the metrics use.
+        for message in self._decoder.feed(line.decode("utf-8", errors="replace")):
+            self._dispatch(message.data, now)
 
     def finish(self, now: float) -> None:
         """The body ended: dispatch an event left without its blank line, and note a stream cut short."""
-        if self._data:
-            self._dispatch("\n".join(self._data), now)
-            self._data.clear()
+        for message in self._decoder.finish():
+            self._dispatch(message.data, now)
         if not self.done and self.error is None:
             self.error = "stream ended without [DONE]"
 
@@ -71,7 +65,7 @@ class StreamReader:
         return self.token_event_times[0] if self.token_event_times else None
 
     def _dispatch(self, data: str, now: float) -> None:
-        if data == "[DONE]":
+        if data == DONE:
             self.done = True
             return
         try:

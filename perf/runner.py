@@ -11,7 +11,6 @@ import json
 import math
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import IO, Any, Final
 
 import httpx
 
-from llamacert.environment import project_environment
+from launch import free_loopback_port, project_environment
 from perf.metrics import (
     DEFAULT_BURST_SECONDS,
     RateLimitExpectation,
@@ -299,13 +298,6 @@ class LoadResult:
         return limit is not None and limit["verdict"] == "fail"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def subprocess_environment(api_key: str) -> dict[str, str]:
     """This process's environment for a Locust (or helper) subprocess: perf importable, the key in its variable."""
     # The locustfile imports perf.*; the project root must be importable whether or not llamacert is installed.
@@ -371,7 +363,7 @@ def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | No
         request,
         csv_prefix=out_dir / CSV_PREFIX,
         records_dir=records_dir,
-        master_port=_free_port() if request.workers else 5557,
+        master_port=free_loopback_port() if request.workers else 5557,
     )
     (out_dir / "locust-command.json").write_text(json.dumps(commands, indent=2) + "\n", encoding="utf-8")
     started = time.time()

@@ -32,9 +32,9 @@ from typing import Any
 
 import httpx
 
-from conformance.plugin import EmbeddedServer
+from launch import ReferenceServer
 from perf.cpu_usage import machine_busy_cpu_s, process_cpu_s
-from reference_server.backends.llamacpp import embedded_model_path
+from reference_server.backends.embedded import embedded_model_path
 
 __all__ = ["DirectLlama", "OverheadRun", "ServedLlama", "SideTiming", "measure_overhead", "served_llama"]
 
@@ -111,7 +111,7 @@ class DirectLlama:
 class ServedLlama:
     """`llamacert serve` (llama.cpp backend) over HTTP."""
 
-    def __init__(self, server: EmbeddedServer, client: httpx.Client) -> None:
+    def __init__(self, server: ReferenceServer, client: httpx.Client) -> None:
         self.pid = server.process.pid
         self.client = client
 
@@ -134,7 +134,7 @@ class ServedLlama:
 @contextmanager
 def served_llama(threads: int) -> Iterator[ServedLlama]:
     """`llamacert serve` on the embedded model in a subprocess; always stopped."""
-    server = EmbeddedServer(["--context-length", str(CONTEXT_LENGTH), "--threads", str(threads)], profile=None)
+    server = ReferenceServer(["--context-length", str(CONTEXT_LENGTH), "--threads", str(threads)], profile=None)
     try:
         server.wait_ready()
         headers = {"Authorization": f"Bearer {server.api_key}"}

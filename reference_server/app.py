@@ -1,451 +1,43 @@
-"""The HTTP layer: the five routes of spec/openapi.yaml over any Backend.
+"""The ASGI app: the routes of spec/openapi.yaml mounted over any Backend, and the error handlers.
 
-It knows the wire format (spec/models.py), auth, limits and errors; it never imports llama.cpp or
-vLLM. Streams are plain async generators of `data: {json}\\n\\n` strings ending `data: [DONE]`.
+Generation routes are `GenerationEndpoint`s (reference_server/serving.py) of one API family each
+(completions.py, chat.py). It never imports llama.cpp or vLLM.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hmac
-import json
-import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reference_server.backends.base import (
-    Backend,
-    BackendOverloaded,
-    ChatTurn,
-    Choice,
-    ChoiceDelta,
-    GeneratedToken,
-    Generation,
-    SamplingOptions,
-)
-from reference_server.errors import ApiError, error_response, from_validation_error
-from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
-from reference_server.safety import ContentSafety, StreamModerator
+from reference_server.admission import GenerationGate
+from reference_server.backends.base import Backend, BackendOverloaded
+from reference_server.chat import ChatApi
+from reference_server.completions import CompletionsApi
+from reference_server.errors import ApiError, error_response
+from reference_server.faults import FaultBarrier
+from reference_server.moderation import ContentSafety
+from reference_server.ratelimit import RateLimiter, rate_limit_headers
+from reference_server.serving import ApiFamily, AppState, GenerationEndpoint, app_state, authenticate
 from reference_server.settings import ServerSettings
-from spec.document import load_document
-from spec.models import (
-    AssistantMessage,
-    ChatChoice,
-    ChatChunkChoice,
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    ChatCompletionResponse,
-    ChatDelta,
-    CompletionChoice,
-    CompletionChunk,
-    CompletionChunkChoice,
-    CompletionRequest,
-    CompletionResponse,
-    GenerationParameters,
-    Logprobs,
-    ModelInfo,
-    TextContentPart,
-    Usage,
-)
+from spec.models import ModelInfo
+from spec.routes import GENERATION_ROUTES, Api, info_path
 
-__all__ = ["AppState", "create_app"]
+__all__ = ["create_app"]
 
-SSE_DONE = "data: [DONE]\n\n"
-
-
-@dataclass
-class AppState:
-    """What the routes share: the backend, the key, the deployment's limits and content safety."""
-
-    settings: ServerSettings
-    backend: Backend
-    api_key: str
-    rate_limiter: RateLimiter | None
-    safety: ContentSafety | None
-    openapi_json: bytes = field(default_factory=lambda: json.dumps(load_document()).encode())
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.llamacert
-    return state
-
-
-def _authenticate(request: Request, api_key: str) -> None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    supplied = token.strip() if scheme.lower() == "bearer" else request.headers.get("api-key", "")
-    if not supplied:
-        raise ApiError(401, "invalid_api_key", "missing key: send 'Authorization: Bearer <key>' (or 'api-key: <key>')")
-    # constant time: the comparison must not leak how much of a guessed key was right
-    if not hmac.compare_digest(supplied.encode(), api_key.encode()):
-        raise ApiError(401, "invalid_api_key", "the key is not valid for this endpoint")
-
-
-async def _read_json(request: Request, limit: int) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"the request body is {declared} bytes; the limit is {limit} bytes")
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise ApiError(413, "payload_too_large", f"the request body exceeds the limit of {limit} bytes")
-    except ClientDisconnect:
-        raise ApiError(400, "invalid_request", "the client went away before sending the whole body") from None
-    if not body:
-        raise ApiError(400, "invalid_request", "the request body is empty; send a JSON object")
-
-    def refuse_constant(name: str) -> None:
-        raise ValueError(f"{name} is not valid JSON")
-
-    try:
-        data = json.loads(body, parse_constant=refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_request", "the request body must be a JSON object")
-    return data
-
-
-def _sampling_options(params: GenerationParameters) -> SamplingOptions:
-    return SamplingOptions(
-        max_tokens=params.max_tokens,
-        temperature=params.temperature,
-        top_p=params.top_p,
-        n=params.n,
-        best_of=params.effective_best_of,
-        stop=tuple(params.stop_sequences),
-        stop_token_ids=tuple(params.stop_token_ids or ()),
-        logprobs=params.logprobs,
-        presence_penalty=params.presence_penalty or 0.0,
-        ignore_eos=params.ignore_eos,
-        use_beam_search=params.use_beam_search,
-        skip_special_tokens=True if params.skip_special_tokens is None else params.skip_special_tokens,
-        seed=params.seed,
-    )
-
-
-def _logprobs(tokens: list[GeneratedToken], start_offset: int) -> Logprobs:
-    offsets: list[int] = []
-    token_logprobs: list[float | None] = []
-    position = start_offset
-    for token in tokens:
-        if token.logprob is None:
-            raise ValueError("logprobs were requested, but the backend returned a token without its log-probability")
-        offsets.append(position)
-        position += len(token.text)
-        token_logprobs.append(min(0.0, token.logprob))
-    return Logprobs(
-        text_offsets=offsets,
-        token_logprobs=token_logprobs,
-        tokens=[t.text for t in tokens],
-        top_logprobs=[{k: min(0.0, v) for k, v in (t.top_logprobs or {}).items()} for t in tokens],
-    )
-
-
-def _chat_turns(request: ChatCompletionRequest) -> list[ChatTurn]:
-    turns = []
-    for index, message in enumerate(request.messages):
-        if isinstance(message.content, str):
-            turns.append(ChatTurn(message.role, message.content))
-            continue
-        texts = []
-        for part in message.content:
-            if not isinstance(part, TextContentPart):
-                raise ApiError(
-                    400,
-                    "unsupported_content",
-                    "this model is not a Llama 3.2 Vision model: image_url content parts are not accepted",
-                    param=f"messages[{index}].content",
-                )
-            texts.append(part.text)
-        turns.append(ChatTurn(message.role, "".join(texts)))
-    return turns
-
-
-@dataclass
-class _Prepared:
-    """A validated request, its prompt, and what it was charged."""
-
-    params: GenerationParameters
-    options: SamplingOptions
-    prompt: str
-    prompt_tokens: int
-    request_id: str
-    ticket: Ticket | None
-    limit_headers: dict[str, str]
-    prompt_unmoderated: bool = False
-    """Content safety could not judge the prompt: nothing is generated from it (D24)."""
-
-
-class _Routes:
-    def __init__(self, chat: bool) -> None:
-        self.chat = chat
-
-    async def _prepare(self, request: Request, state: AppState) -> _Prepared:
-        _authenticate(request, state.api_key)
-        data = await _read_json(request, state.settings.max_body_bytes)
-        model_class = ChatCompletionRequest if self.chat else CompletionRequest
-        try:
-            params: GenerationParameters = model_class.model_validate(data)
-        except ValidationError as exc:
-            raise from_validation_error(exc) from None
-        if isinstance(params, ChatCompletionRequest):
-            turns = _chat_turns(params)
-            prompt = await state.backend.render_chat(turns)
-            prompt_param = "messages"
-            texts = [turn.content for turn in turns]
-        else:
-            assert isinstance(params, CompletionRequest)
-            prompt = params.prompt
-            prompt_param = "prompt"
-            texts = [prompt]
-        prompt_tokens = len(await state.backend.tokenize(prompt))
-        if prompt_tokens == 0:
-            raise ApiError(
-                400, "invalid_request", "the prompt has no tokens: there is nothing to continue", param=prompt_param
-            )
-        context = state.backend.info.context_length
-        if prompt_tokens + params.max_tokens > context:
-            param = prompt_param if prompt_tokens >= context else "max_tokens"
-            raise ApiError(
-                400,
-                "context_length_exceeded",
-                f"the prompt has {prompt_tokens} tokens and max_tokens is {params.max_tokens}: "
-                f"{prompt_tokens + params.max_tokens} tokens exceed the model's context length of {context}",
-                param=param,
-            )
-        prompt_moderated = True
-        if state.safety is not None:
-            prompt_moderated = await state.safety.check_prompt(texts, prompt_param)
-        options = _sampling_options(params)
-        ticket: Ticket | None = None
-        limit_headers: dict[str, str] = {}
-        if state.rate_limiter is not None:
-            estimate = prompt_tokens + params.max_tokens * max(params.n, options.best_of)
-            admission = state.rate_limiter.admit(estimate)
-            if isinstance(admission, Rejection):
-                rejection_headers = rate_limit_headers(state.rate_limiter.snapshot(), admission)
-                if admission.reason == "too_large":
-                    raise ApiError(
-                        400,
-                        "rate_limit_request_too_large",
-                        admission.message,
-                        param="max_tokens",
-                        headers=rejection_headers,
-                    )
-                raise ApiError(429, "rate_limit_exceeded", admission.message, headers=rejection_headers)
-            ticket = admission
-            limit_headers = rate_limit_headers(state.rate_limiter.snapshot())
-        prefix = "chatcmpl" if self.chat else "cmpl"
-        request_id = f"{prefix}-{uuid.uuid4().hex}"
-        return _Prepared(
-            params, options, prompt, prompt_tokens, request_id, ticket, limit_headers, not prompt_moderated
-        )
-
-    async def handle(self, request: Request) -> Response:
-        state = _state(request)
-        prepared = await self._prepare(request, state)
-        try:
-            if prepared.params.stream:
-                return StreamingResponse(
-                    self._stream(state, prepared),
-                    media_type="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **prepared.limit_headers},
-                )
-            return await self._complete(state, prepared)
-        except BaseException:
-            self._settle(state, prepared, 0)
-            raise
-
-    def _settle(self, state: AppState, prepared: _Prepared, generated_tokens: int) -> None:
-        if state.rate_limiter is not None and prepared.ticket is not None:
-            state.rate_limiter.settle(prepared.ticket, prepared.prompt_tokens + generated_tokens)
-
-    async def _moderate(self, state: AppState, choice: Choice) -> Choice:
-        if state.safety is None:
-            return choice
-        outcome = await state.safety.moderate_completion(choice.text)
-        if outcome.finish_reason is None:
-            return choice
-        kept: list[GeneratedToken] = []
-        length = 0
-        for token in choice.tokens:
-            if length >= outcome.safe_length:
-                break
-            token.text = token.text[: outcome.safe_length - length]
-            length += len(token.text)
-            kept.append(token)
-        return Choice(choice.index, kept, outcome.finish_reason)
-
-    async def _generate(self, state: AppState, prepared: _Prepared) -> Generation:
-        if prepared.prompt_unmoderated:
-            empty = [Choice(index, [], "content_filter_error") for index in range(prepared.options.n)]
-            return Generation(choices=empty, prompt_tokens=prepared.prompt_tokens, generated_tokens=0)
-        return await state.backend.generate(prepared.prompt, prepared.options, prepared.request_id)
-
-    async def _deltas(self, state: AppState, prepared: _Prepared) -> AsyncIterator[ChoiceDelta]:
-        if prepared.prompt_unmoderated:
-            for index in range(prepared.options.n):
-                yield ChoiceDelta(index, "", [], "content_filter_error")
-            return
-        async for delta in state.backend.stream(prepared.prompt, prepared.options, prepared.request_id):
-            yield delta
-
-    async def _complete(self, state: AppState, prepared: _Prepared) -> Response:
-        params = prepared.params
-        try:
-            generation = await self._generate(state, prepared)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await state.backend.abort(prepared.request_id)
-            raise
-        self._settle(state, prepared, generation.generated_tokens)
-        choices = [await self._moderate(state, choice) for choice in generation.choices]
-        completion_tokens = sum(len(choice.tokens) for choice in choices)
-        usage = Usage(
-            prompt_tokens=prepared.prompt_tokens,
-            completion_tokens=completion_tokens,
-            total_tokens=prepared.prompt_tokens + completion_tokens,
-        )
-        want_logprobs = params.logprobs is not None
-        created, model_name = int(time.time()), state.backend.info.model_name
-        body: ChatCompletionResponse | CompletionResponse
-        if self.chat:
-            body = ChatCompletionResponse(
-                id=prepared.request_id,
-                created=created,
-                model=model_name,
-                usage=usage,
-                choices=[
-                    ChatChoice(
-                        index=c.index,
-                        message=AssistantMessage(content=c.text),
-                        finish_reason=c.finish_reason,
-                        logprobs=_logprobs(c.tokens, 0) if want_logprobs else None,
-                    )
-                    for c in choices
-                ],
-            )
-        else:
-            body = CompletionResponse(
-                id=prepared.request_id,
-                created=created,
-                model=model_name,
-                usage=usage,
-                choices=[
-                    CompletionChoice(
-                        index=c.index,
-                        text=c.text,
-                        finish_reason=c.finish_reason,
-                        logprobs=_logprobs(c.tokens, 0) if want_logprobs else None,
-                    )
-                    for c in choices
-                ],
-            )
-        return JSONResponse(body.model_dump(mode="json"), headers=prepared.limit_headers)
-
-    def _chunk(
-        self,
-        prepared: _Prepared,
-        model_name: str,
-        created: int,
-        index: int,
-        text: str,
-        finish_reason: Any,
-        logprobs: Logprobs | None,
-        first: bool,
-    ) -> str:
-        chunk: ChatCompletionChunk | CompletionChunk
-        if self.chat:
-            delta = ChatDelta(role="assistant" if first else None, content=text)
-            chunk = ChatCompletionChunk(
-                id=prepared.request_id,
-                created=created,
-                model=model_name,
-                choices=[ChatChunkChoice(index=index, delta=delta, finish_reason=finish_reason, logprobs=logprobs)],
-            )
-        else:
-            chunk = CompletionChunk(
-                id=prepared.request_id,
-                created=created,
-                model=model_name,
-                choices=[CompletionChunkChoice(index=index, text=text, finish_reason=finish_reason, logprobs=logprobs)],
-            )
-        return f"data: {chunk.model_dump_json()}\n\n"
-
-    async def _stream(self, state: AppState, prepared: _Prepared) -> AsyncIterator[str]:
-        created = int(time.time())
-        model_name = state.backend.info.model_name
-        want_logprobs = prepared.params.logprobs is not None
-        offsets: dict[int, int] = {}
-        completion_tokens = 0
-        started: set[int] = set()
-        moderators: dict[int, StreamModerator] = {}
-        finished: set[int] = set()
-        try:
-            async for delta in self._deltas(state, prepared):
-                if delta.index in finished:
-                    continue
-                tokens = delta.tokens
-                finish_reason = delta.finish_reason
-                if state.safety is not None:
-                    moderator = moderators.setdefault(delta.index, state.safety.stream_moderator())
-                    tokens, finish_reason = await moderator.step(tokens, finish_reason)
-                if not tokens and finish_reason is None:
-                    continue
-                completion_tokens += len(tokens)
-                offset = offsets.get(delta.index, 0)
-                text = "".join(t.text for t in tokens)
-                offsets[delta.index] = offset + len(text)
-                first = delta.index not in started
-                started.add(delta.index)
-                logprobs = _logprobs(tokens, offset) if want_logprobs else None
-                yield self._chunk(prepared, model_name, created, delta.index, text, finish_reason, logprobs, first)
-                if finish_reason is not None:
-                    finished.add(delta.index)
-                    # a filtered choice's backend generation runs on; stop once every choice is done
-                    if finish_reason.startswith("content_filter") and len(finished) == prepared.options.n:
-                        break
-            if prepared.params.include_usage_in_stream:
-                usage = Usage(
-                    prompt_tokens=prepared.prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    total_tokens=prepared.prompt_tokens + completion_tokens,
-                )
-                chunk_class = ChatCompletionChunk if self.chat else CompletionChunk
-                usage_chunk = chunk_class(
-                    id=prepared.request_id, created=created, model=model_name, choices=[], usage=usage
-                )
-                yield f"data: {usage_chunk.model_dump_json()}\n\n"
-        except (asyncio.CancelledError, GeneratorExit):
-            await state.backend.abort(prepared.request_id)
-            raise
-        except BackendOverloaded as exc:
-            error = ApiError(503, "overloaded", str(exc))
-            yield f"data: {json.dumps(error.body())}\n\n"
-        except Exception as exc:  # an error after the 200 goes in-band (D21), never as a traceback
-            error = ApiError(500, "server_error", f"generation failed: {type(exc).__name__}")
-            yield f"data: {json.dumps(error.body())}\n\n"
-        finally:
-            self._settle(state, prepared, completion_tokens)
-        yield SSE_DONE
+_API_FAMILIES: dict[Api, ApiFamily] = {"completion": CompletionsApi(), "chat": ChatApi()}
 
 
 async def _info(request: Request) -> Response:
-    state = _state(request)
-    _authenticate(request, state.api_key)
+    state = app_state(request)
+    authenticate(request, state.api_key)
     info = state.backend.info
     body = ModelInfo(
         model_name=info.model_name, model_type=info.model_type, model_provider_name=info.model_provider_name
@@ -455,16 +47,18 @@ async def _info(request: Request) -> Response:
 
 
 async def _openapi(request: Request) -> Response:
-    return Response(_state(request).openapi_json, media_type="application/json")
+    return Response(app_state(request).openapi_json, media_type="application/json")
 
 
 async def _health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "backend": _state(request).backend.info.backend})
+    state = app_state(request)
+    # in_flight: requests admitted to generation or waiting for it (zero on an idle server)
+    return JSONResponse({"status": "ok", "backend": state.backend.info.backend, "in_flight": state.gate.in_flight})
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    state = _state(request)
+    state = app_state(request)
     headers: dict[str, str] = {}
     if state.rate_limiter is not None and "Retry-After" not in exc.headers:
         headers = rate_limit_headers(state.rate_limiter.snapshot())
@@ -489,11 +83,6 @@ async def _overloaded(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(503, "overloaded", str(exc), headers={"Retry-After": str(retry)}))
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # A bug of ours: the client still gets the envelope, never a traceback.
-    return error_response(ApiError(500, "server_error", f"internal error ({type(exc).__name__})"))
-
-
 def create_app(
     settings: ServerSettings,
     backend: Backend,
@@ -512,14 +101,10 @@ def create_app(
         finally:
             await backend.close()
 
-    completions = _Routes(chat=False)
-    chat = _Routes(chat=True)
+    endpoints = {api: GenerationEndpoint(family) for api, family in _API_FAMILIES.items()}
     routes = [
-        Route("/v1/completions", completions.handle, methods=["POST"]),
-        Route("/completions", completions.handle, methods=["POST"]),
-        Route("/v1/chat/completions", chat.handle, methods=["POST"]),
-        Route("/chat/completions", chat.handle, methods=["POST"]),
-        Route("/info", _info, methods=["GET"]),
+        *(Route(route.path, endpoints[route.api].handle, methods=["POST"]) for route in GENERATION_ROUTES),
+        Route(info_path(), _info, methods=["GET"]),
         Route("/openapi.json", _openapi, methods=["GET"]),
         Route("/swagger.json", _openapi, methods=["GET"]),
         Route("/health", _health, methods=["GET"]),
@@ -528,8 +113,11 @@ def create_app(
         ApiError: _api_error,
         HTTPException: _http_error,
         BackendOverloaded: _overloaded,
-        Exception: _unexpected,
     }
-    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
-    app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety)
+    # the fault barrier answers whatever no handler took: a 500 envelope on a connection that stays open
+    app = Starlette(
+        routes=routes, exception_handlers=handlers, middleware=[Middleware(FaultBarrier)], lifespan=lifespan
+    )
+    gate = GenerationGate(backend.info.concurrency, settings.max_waiting, settings.slot_wait_s)
+    app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety, gate)
     return app

@@ -20,9 +20,11 @@ _TYPES = {
     401: "authentication_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
     500: "server_error",
     503: "server_error",
 }
@@ -66,6 +68,9 @@ def error_response(error: ApiError, extra_headers: dict[str, str] | None = None)
     return JSONResponse(error.body(), status_code=error.status, headers={**error.headers, **(extra_headers or {})})
 
 
+_BRANCH_NAMES = {"str", "int", "float", "bool", "list", "dict", "none", "nullable"}
+
+
 def _param_from_location(location: tuple[int | str, ...]) -> str | None:
     # ("messages", 0, "content") -> "messages[0].content"; union branch names (e.g. "str",
     # "list[...]", "function-after[...]") are pydantic's, not the client's, so they are dropped.
@@ -75,7 +80,7 @@ def _param_from_location(location: tuple[int | str, ...]) -> str | None:
             if parts:
                 parts[-1] += f"[{item}]"
             continue
-        if "[" in item or item in {"str", "int", "float", "bool", "list", "dict", "none", "nullable"}:
+        if "[" in item or item.startswith("constrained-") or item in _BRANCH_NAMES:
             continue
         parts.append(item)
     return ".".join(parts) or None
@@ -83,7 +88,10 @@ def _param_from_location(location: tuple[int | str, ...]) -> str | None:
 
 def from_validation_error(error: ValidationError) -> ApiError:
     """The first problem of a pydantic ValidationError as a 400 naming its parameter."""
-    first = error.errors(include_url=False)[0]
+    problems = error.errors(include_url=False)
+    # a union reports one problem per branch; the branch of the value's own type (not a "*_type"
+    # mismatch) says what is wrong with it, e.g. "at most 16 items" rather than "not a string"
+    first = next((p for p in problems if not p["type"].endswith("_type")), problems[0])
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, InvalidParameter):
         return ApiError(400, "invalid_request", str(cause), param=cause.param)

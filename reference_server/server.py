@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import resource
 import secrets
+import socket
 import sys
 
 import uvicorn
@@ -10,13 +13,15 @@ from starlette.applications import Starlette
 
 from reference_server.app import create_app
 from reference_server.backends.base import Backend
-from reference_server.content_safety import load_content_filter
+from reference_server.connections import ConnectionLimits, limited_protocol
+from reference_server.drain import Drain
+from reference_server.moderation import ContentSafety, load_content_filter
 from reference_server.ratelimit import RateLimiter
-from reference_server.safety import ContentSafety
+from reference_server.serving import AppState
 from reference_server.settings import ServerSettings
 from spec.profiles import get_profile
 
-__all__ = ["build_app", "build_backend", "resolve_api_key", "serve"]
+__all__ = ["build_app", "build_backend", "connection_cap", "resolve_api_key", "serve", "uvicorn_config"]
 
 
 def build_backend(settings: ServerSettings) -> Backend:
@@ -76,7 +81,7 @@ def build_app(settings: ServerSettings, backend: Backend | None = None, api_key:
     safety = None
     if use_safety:
         content_filter = load_content_filter(settings.content_safety_config)
-        safety = ContentSafety(content_filter, settings.content_filter_timeout_s, content_filter.hold_back_chars)
+        safety = ContentSafety(content_filter, settings.content_filter_timeout_s)
     return create_app(
         settings,
         backend or build_backend(settings),
@@ -86,8 +91,58 @@ def build_app(settings: ServerSettings, backend: Backend | None = None, api_key:
     )
 
 
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, telling the app when shutdown starts so running requests get the drain deadline."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain, drain_timeout_s: float) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._drain_timeout_s = drain_timeout_s
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._drain.begin(self._drain_timeout_s)
+        await super().shutdown(sockets)
+
+
+def connection_cap(requested: int) -> int:
+    """The connection cap in force: the setting, lowered below the open-file limit (a reserve for models, logs)."""
+    soft_limit, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft_limit == resource.RLIM_INFINITY:
+        return requested
+    return max(1, min(requested, soft_limit - _FILE_RESERVE))
+
+
+_FILE_RESERVE = 64
+
+
+def uvicorn_config(settings: ServerSettings, app: Starlette) -> uvicorn.Config:
+    """uvicorn's own limits where it has them; the protocol of reference_server.connections for the rest."""
+    limits = ConnectionLimits(
+        header_timeout_s=settings.header_timeout_s,
+        max_header_bytes=settings.max_header_bytes,
+        max_header_count=settings.max_header_count,
+        max_connections=connection_cap(settings.max_connections),
+    )
+    # uvloop and httptools, not uvicorn's pure-Python fallbacks: with them one core serves about a
+    # third more requests/s (issue 6), and naming them makes a missing one an error, not a slowdown
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http=limited_protocol(limits),
+        log_level="warning",
+        timeout_keep_alive=max(1, round(settings.keep_alive_s)),
+        # past the drain deadline the app ends its requests itself; this margin lets those answers flush
+        timeout_graceful_shutdown=round(settings.drain_timeout_s) + _DRAIN_MARGIN_S,
+    )
+
+
+_DRAIN_MARGIN_S = 3
+
+
 def serve(settings: ServerSettings) -> None:
-    """Run the server until interrupted (`llamacert serve`)."""
+    """Run the server until SIGTERM or SIGINT, then drain (`llamacert serve`)."""
     api_key, generated = resolve_api_key(settings)
     if generated:
         print(f"llamacert: no --api-key given; this server's key is: {api_key}", file=sys.stderr, flush=True)
@@ -98,14 +153,19 @@ def serve(settings: ServerSettings) -> None:
         file=sys.stderr,
         flush=True,
     )
-    # uvloop and httptools, not uvicorn's pure-Python fallbacks: with them one core serves about a
-    # third more requests/s (issue 6), and naming them makes a missing one an error, not a slowdown
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+    if settings.backend == "llamacpp":
+        from reference_server.backends.llamacpp import choose_threads
+
+        threads = choose_threads(settings.threads)
+        print(
+            f"llamacert: llama.cpp decodes up to {settings.parallel} sequences together (--parallel) "
+            f"with {threads.threads} thread(s): {threads.reason}",
+            file=sys.stderr,
+            flush=True,
+        )
+    state: AppState = app.state.llamacert
+    server = _DrainingServer(uvicorn_config(settings, app), state.drain, settings.drain_timeout_s)
+    # uvicorn re-raises the signal it stopped for once it has drained: SIGTERM then ends the process
+    # with its usual status, SIGINT as a KeyboardInterrupt that is not a failure to report
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()

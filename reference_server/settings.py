@@ -51,7 +51,55 @@ class ServerSettings(BaseSettings):
         description="llama.cpp: sequences decoded together in one context (continuous batching); "
         "each gets context_length KV cells.",
     )
-    max_waiting: int = Field(default=64, ge=0, description="Requests that may wait for a slot before 503s.")
+    max_waiting: int = Field(
+        default=64,
+        ge=0,
+        description="Requests that may wait for a generation slot; beyond them a request gets 503 with Retry-After "
+        "at once, before any response starts (streams too).",
+    )
+    slot_wait_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a request waits for a generation slot; then 503 with Retry-After (never a 200 first).",
+    )
+    # --- edge limits: what one client may cost before generation starts (spec/DECISIONS.md D55) ---
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
+    max_json_depth: int = Field(
+        default=32, ge=4, le=256, description="Bodies nesting arrays/objects deeper get 400 (checked before parsing)."
+    )
+    max_stop_chars: int = Field(
+        default=1000, ge=1, description="Longest stop string accepted (each); a longer one gets 400 naming `stop`."
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request body must arrive in full within this many seconds of its headers; "
+        "otherwise 408 and the connection is closed.",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection must send a request's line and headers within this many seconds of opening "
+        "(or of starting the request); otherwise 408, or a plain close when it sent nothing.",
+    )
+    keep_alive_s: float = Field(
+        default=5.0, gt=0, description="An idle kept-alive connection is closed after this many seconds."
+    )
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, description="Request line and headers larger than this get 431."
+    )
+    max_header_count: int = Field(default=100, ge=8, description="Requests with more headers get 431.")
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections beyond this get 503 with Retry-After and are closed (lowered to the "
+        "process's open-file limit less a reserve, so idle sockets cannot starve new requests).",
+    )
+    drain_timeout_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGTERM: new connections are refused and running requests get this long to finish; "
+        "then streams end with an in-band shutting_down error and [DONE], other requests get 503.",
+    )
     simulated_first_token_s: float = Field(default=0.0, ge=0, description="simulated backend: time to first token.")
     simulated_token_s: float = Field(default=0.0, ge=0, description="simulated backend: time between tokens.")

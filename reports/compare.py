@@ -160,8 +160,8 @@ def compare_reports(old: Report, new: Report, tolerance_pct: float = DEFAULT_TOL
                 newly_failing.append(change)
             elif was in _BAD_OUTCOMES and now == "pass":
                 newly_passing.append(change)
-            elif was in _BAD_OUTCOMES and now == "skip":
-                notes.append(f"rule {rule_id} {was}ed before and is skipped now")
+            elif was in _BAD_OUTCOMES and now in ("skip", "not-run"):
+                notes.append(f"rule {rule_id} {was}ed before and is {'skipped' if now == 'skip' else 'not run'} now")
             elif now is None:
                 notes.append(f"rule {rule_id} is only in the old report")
     old_loads, new_loads = _by_scenario(old.loads), _by_scenario(new.loads)

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from spec.profiles import load_profiles
+from spec.profiles import Profile, load_profiles
 
 __all__ = [
     "INPUT_SCHEMA_VERSION",
@@ -48,6 +48,7 @@ __all__ = [
     "Report",
     "ReportInputError",
     "RuleResult",
+    "Severity",
     "Strictness",
     "TimelineBucket",
     "Verdict",
@@ -60,7 +61,9 @@ REPORT_SCHEMA_VERSION: Final = 1
 INPUT_SCHEMA_VERSION: Final = 1
 """Version of the conformance results and load summary files this module reads."""
 
-Outcome = Literal["pass", "fail", "skip", "error"]
+Outcome = Literal["pass", "fail", "skip", "error", "not-run"]
+"""What happened to a rule, from pytest's own reports: `error` its test crashed, `not-run` nothing exercised it."""
+Severity = Literal["required", "advisory"]
 VerdictStatus = Literal["PASS", "FAIL", "INCOMPLETE"]
 Strictness = Literal["docs", "compat"]
 """The values of `spec.document.Strictness`, spelled out so reading a report needs no JSON Schema machinery."""
@@ -156,6 +159,10 @@ class RuleResult(_ReportModel):
     group: str
     title: str
     source: str = Field(description="The docs row the rule comes from.")
+    severity: Severity = Field(default="required", description="advisory rules never decide a verdict.")
+    conditional: bool = Field(
+        default=False, description="It judges a behaviour not every endpoint shows (a 429): not seeing it is no gap."
+    )
     outcome: Outcome
     message: str | None
     tests: int = Field(ge=0, description="How many test cases exercised the rule.")
@@ -169,10 +176,11 @@ class OutcomeCounts(_ReportModel):
     failed: int = Field(default=0, ge=0)
     skipped: int = Field(default=0, ge=0)
     errors: int = Field(default=0, ge=0)
+    not_run: int = Field(default=0, ge=0)
 
     @property
     def total(self) -> int:
-        return self.passed + self.failed + self.skipped + self.errors
+        return self.passed + self.failed + self.skipped + self.errors + self.not_run
 
     @classmethod
     def of(cls, rules: Sequence[RuleResult]) -> OutcomeCounts:
@@ -182,6 +190,7 @@ class OutcomeCounts(_ReportModel):
             failed=outcomes.count("fail"),
             skipped=outcomes.count("skip"),
             errors=outcomes.count("error"),
+            not_run=outcomes.count("not-run"),
         )
 
 
@@ -227,6 +236,10 @@ class ConformanceSection(_ReportModel):
     finished_at: Timestamp
     duration_s: float = Field(ge=0)
     quick: bool = Field(default=False, description="The suite ran its fast subset only.")
+    pytest_exit_status: int | None = Field(
+        default=None, description="pytest's exit status (0 all passed, 1 tests failed, 2-5 interrupted or broken)."
+    )
+    not_offered: list[str] = Field(default_factory=list, description="Routes that answered 404: not offered (R5).")
     rules: list[RuleResult]
 
     @model_validator(mode="before")
@@ -363,26 +376,75 @@ class Verdict(_ReportModel):
     reasons: list[str]
 
 
+PYTEST_EXIT_MEANINGS: Final = {
+    2: "was interrupted",
+    3: "hit an internal error",
+    4: "was called wrongly (usage error)",
+    5: "collected no tests",
+}
+
+
+def _required(rule: RuleResult, profile: Profile | None) -> bool:
+    """A verdict for `profile` needs the rule's evidence (an unknown profile: every required-severity rule)."""
+    if rule.severity != "required":
+        return False
+    if rule.conditional and rule.outcome in ("skip", "not-run"):
+        return False
+    return profile is None or profile.requires_rule(rule.rule_id)
+
+
+def _judge_conformance(
+    conformance: ConformanceSection, profile: Profile | None
+) -> tuple[list[str], list[str], list[str]]:
+    failures: list[str] = []
+    gaps: list[str] = []
+    notes: list[str] = []
+    required = [rule for rule in conformance.rules if _required(rule, profile)]
+    for rule in conformance.rules:
+        detail = rule.message or rule.title
+        if rule not in required:
+            if rule.outcome == "fail":
+                notes.append(f"advisory rule {rule.rule_id} failed: {detail} ({rule.source})")
+            continue
+        if rule.outcome == "fail":
+            failures.append(f"rule {rule.rule_id} failed: {detail} ({rule.source})")
+        elif rule.outcome == "error":
+            gaps.append(f"rule {rule.rule_id} could not be checked (its test crashed): {detail}")
+        elif rule.outcome == "skip":
+            gaps.append(f"required rule {rule.rule_id} was skipped: {detail}")
+        elif rule.outcome == "not-run":
+            gaps.append(f"required rule {rule.rule_id} did not run: {detail}")
+    status = conformance.pytest_exit_status
+    if status in PYTEST_EXIT_MEANINGS:
+        gaps.append(f"the conformance suite {PYTEST_EXIT_MEANINGS[status]} (pytest exit status {status})")
+    elif status == 1 and not failures:
+        gaps.append("pytest reported failed tests although no required rule failed: a test broke without a verdict")
+    if not failures and not gaps:
+        subset = " of the quick subset" if conformance.quick else ""
+        passed = sum(rule.outcome == "pass" for rule in required)
+        notes.insert(0, f"all {len(required)} required rules{subset} passed ({passed} with evidence)")
+    return failures, gaps, notes
+
+
 def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[LoadSection]) -> Verdict:
-    """PASS when every rule passed or was skipped and every rate-limit check passed; FAIL when a rule or a
-    rate-limit check failed; INCOMPLETE when a part did not run (or a rule errored) and nothing failed."""
+    """FAIL when a required rule or a rate-limit check failed; INCOMPLETE when a required rule errored, was
+    skipped or did not run, or a part did not run; PASS only when every required rule passed with evidence.
+
+    The profile (spec/profiles.yaml `requires`) names the required rules; advisory rules never decide.
+    """
     failures: list[str] = []
     gaps: list[str] = []
     passes: list[str] = []
+    known = load_profiles().get(profile)
     if conformance is None:
         gaps.append("the conformance suite did not run")
     elif not conformance.rules:
         gaps.append("the conformance suite checked no rules")
     else:
-        for rule in conformance.rules:
-            if rule.outcome == "fail":
-                failures.append(f"rule {rule.rule_id} failed: {rule.message or rule.title} ({rule.source})")
-            elif rule.outcome == "error":
-                gaps.append(f"rule {rule.rule_id} could not be checked (error): {rule.message or rule.title}")
-        totals = conformance.totals
-        if totals.failed == totals.errors == 0:
-            subset = " of the quick subset" if conformance.quick else ""
-            passes.append(f"all {totals.total} rules{subset} passed or were skipped ({totals.skipped} skipped)")
+        rule_failures, rule_gaps, notes = _judge_conformance(conformance, known)
+        failures += rule_failures
+        gaps += rule_gaps
+        passes += notes
     if not loads:
         gaps.append("no load test ran")
     for load in loads:
@@ -400,7 +462,6 @@ def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[
             failures.append(f"rate limit check in scenario {load.scenario!r} failed: {because}")
         else:
             passes.append(f"rate limit check in scenario {load.scenario!r} passed: {measured}")
-    known = load_profiles().get(profile)
     if known is not None and known.has_rate_limits and not any(load.rate_limit for load in loads):
         rpm, tpm = known.requests_per_minute, known.tokens_per_minute
         limits = f"{f'{rpm:,}' if rpm else 'no'} requests/min, {f'{tpm:,}' if tpm else 'no'} tokens/min"

@@ -90,8 +90,8 @@ def _rule_case(suite: ET.Element, rule: RuleResult) -> None:
         _element(case, "failure", _failure_text(rule), message=summary, type="RuleFailure")
     elif rule.outcome == "error":
         _element(case, "error", _failure_text(rule), message=summary, type="RuleError")
-    elif rule.outcome == "skip":
-        _element(case, "skipped", message=rule.message or "skipped")
+    elif rule.outcome in ("skip", "not-run"):
+        _element(case, "skipped", message=f"{rule.outcome}: {rule.message or rule.outcome}")
 
 
 def _rate_limit_case(suite: ET.Element, load: LoadSection, limit: RateLimitResult) -> None:

@@ -21,7 +21,6 @@ __all__ = [
     "DOCUMENT_PATH",
     "DOCUMENT_URI",
     "Strictness",
-    "component_schema",
     "load_document",
     "schema_validator",
 ]
@@ -47,12 +46,6 @@ def _load_cached() -> dict[str, Any]:
 def load_document() -> dict[str, Any]:
     """A fresh copy of the spec document (callers may mutate it)."""
     return copy.deepcopy(_load_cached())
-
-
-def component_schema(name: str) -> dict[str, Any]:
-    """One schema of `components/schemas`, as written."""
-    schema: dict[str, Any] = load_document()["components"]["schemas"][name]
-    return schema
 
 
 def _apply_compat_alternatives(node: Any) -> Any:

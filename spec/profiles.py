@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 from pathlib import Path
 from typing import Literal
@@ -25,7 +26,12 @@ class Profile(BaseModel):
     tokens_per_minute: int | None = Field(ge=1, description="TPM per deployment; None: no platform limit.")
     max_concurrent_requests: int | None = Field(ge=1, description="Concurrent requests cap; None: none.")
     content_safety: Literal["required", "optional"]
+    requires: list[str] = Field(description="Glob patterns of the conformance rule ids a verdict needs.")
     source: str = Field(alias="x-source")
+
+    def requires_rule(self, rule_id: str) -> bool:
+        """The profile's `requires` patterns cover this conformance rule id."""
+        return any(fnmatch.fnmatchcase(rule_id, pattern) for pattern in self.requires)
 
     @property
     def has_rate_limits(self) -> bool:

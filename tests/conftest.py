@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from conformance.plugin import EmbeddedServer
+from launch import ReferenceServer
 
-ServerFactory = Callable[..., EmbeddedServer]
+ServerFactory = Callable[..., ReferenceServer]
 
 
 def skip_unless_installed(backend: str) -> None:
@@ -19,7 +19,7 @@ def skip_unless_installed(backend: str) -> None:
 
 
 @pytest.fixture(scope="session", params=["llamacpp", pytest.param("vllm", marks=pytest.mark.vllm)])
-def model_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedServer]:
+def model_server(request: pytest.FixtureRequest) -> Iterator[ReferenceServer]:
     """`llamacert serve` on the embedded SmolLM2, managed-compute profile: once per real backend.
 
     Every test using it runs on llama.cpp and on vLLM, so both backends are held to the same
@@ -27,7 +27,7 @@ def model_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedServer]:
     """
     backend: str = request.param
     skip_unless_installed(backend)
-    server = EmbeddedServer(["--backend", backend, "--context-length", "2048"], profile=None)
+    server = ReferenceServer(["--backend", backend, "--context-length", "2048"], profile=None)
     try:
         server.wait_ready()
         yield server
@@ -38,10 +38,10 @@ def model_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedServer]:
 @pytest.fixture
 def start_server() -> Iterator[ServerFactory]:
     """Start `llamacert serve` with any flags; every server started is stopped after the test."""
-    started: list[EmbeddedServer] = []
+    started: list[ReferenceServer] = []
 
-    def start(*args: str, profile: str | None = None) -> EmbeddedServer:
-        server = EmbeddedServer(list(args), profile=profile)
+    def start(*args: str, profile: str | None = None) -> ReferenceServer:
+        server = ReferenceServer(list(args), profile=profile)
         started.append(server)
         server.wait_ready()
         return server

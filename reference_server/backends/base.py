@@ -6,7 +6,7 @@ The HTTP layer only sees these types: it never imports llama.cpp or vLLM.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "GeneratedToken",
     "Generation",
     "SamplingOptions",
+    "truncate_tokens",
 ]
 
 FinishReason = Literal["stop", "length", "content_filter", "content_filter_error"]
@@ -81,6 +82,27 @@ class Choice:
         """The choice's text: its tokens' texts joined, so the two can never disagree."""
         return "".join(token.text for token in self.tokens)
 
+    def truncated(self, length: int, finish_reason: FinishReason) -> Choice:
+        """A new choice holding the first `length` characters of this one's text, ending for `finish_reason`."""
+        return Choice(self.index, truncate_tokens(self.tokens, length), finish_reason)
+
+
+def truncate_tokens(tokens: list[GeneratedToken], length: int) -> list[GeneratedToken]:
+    """New tokens holding the first `length` characters of `tokens`' joined text; the given ones are left as they are.
+
+    A token cut in the middle keeps its id and log-probability: it was generated, only part of it is shown.
+    """
+    kept: list[GeneratedToken] = []
+    position = 0
+    for token in tokens:
+        if position >= length:
+            break
+        kept.append(
+            token if position + len(token.text) <= length else replace(token, text=token.text[: length - position])
+        )
+        position += len(token.text)
+    return kept
+
 
 @dataclass
 class ChoiceDelta:
@@ -111,6 +133,9 @@ class BackendInfo:
     model_provider_name: str
     context_length: int
     backend: str
+    concurrency: int | None = None
+    """Requests the backend generates at once; None when it has no fixed number (then nobody waits
+    in the HTTP layer's admission gate, and the backend's own queue decides)."""
 
 
 class BackendOverloaded(RuntimeError):

@@ -26,7 +26,10 @@ __all__ = [
     "DecodedStep",
     "SequenceDecoder",
     "TokenModel",
+    "add_generated",
     "log_softmax",
+    "log_sum_exp",
+    "mean_logprob",
 ]
 
 Logits = npt.NDArray[np.float32]

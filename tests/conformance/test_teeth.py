@@ -22,7 +22,7 @@ import httpx
 import pytest
 import uvicorn
 
-from llamacert.environment import project_environment
+from launch import project_environment
 from reference_server.server import build_app
 from reference_server.settings import ServerSettings
 
@@ -366,7 +366,7 @@ def test_the_suite_catches_each_defect(reference_app: Any, defect: Defect, tmp_p
 
 
 def test_every_rule_group_has_a_defect() -> None:
-    from conformance.checks import RULES
+    from conformance.rules import RULES
 
     caught_groups = {RULES[d.rule].group for d in CATALOGUE}
     assert {"usage", "stream", "stop", "logprobs", "envelope", "errors", "defaults", "relations"} <= caught_groups

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -19,18 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from launch import ManagedProcess, free_loopback_port
 from perf.harness_capacity import trivial_endpoint
 from perf.runner import subprocess_environment
 
 API_KEY = "perf-test-key"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -66,36 +57,28 @@ def start_reference() -> Iterator[ReferenceFactory]:
     """Start the reference server (simulated backend) behind a request counter; returns it when it answers."""
     if not _reference_available():
         pytest.skip("the reference server is not importable")
-    processes: list[subprocess.Popen[bytes]] = []
+    processes: list[ManagedProcess] = []
 
     def start(*arguments: str) -> Server:
-        port = free_port()
+        port = free_loopback_port()
         command = [sys.executable, "-m", "tests.perf.counting_server", "--port", str(port), "--api-key", API_KEY]
-        process = subprocess.Popen(
-            [*command, *arguments], cwd=ROOT, env=subprocess_environment(""), stderr=subprocess.PIPE
+        process = ManagedProcess(
+            [*command, *arguments],
+            name="the counting reference server",
+            environment=subprocess_environment(""),
+            cwd=ROOT,
         )
         processes.append(process)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                assert process.stderr is not None
-                pytest.fail(f"reference server exited: {process.stderr.read().decode()[-2000:]}")
-            try:
-                httpx.get(f"{url}/_seen", timeout=1)
-                return Server(url)
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        pytest.fail("reference server did not answer within 30 s")
+        try:
+            process.wait_http(f"{url}/_seen", timeout_s=30)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        return Server(url)
 
     yield start
     for process in processes:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.stop(grace_s=10)
 
 
 def locust_counts(out_dir: Path) -> tuple[int, int]:

@@ -13,6 +13,7 @@ import yaml
 
 from reference_server.server import build_app
 from reference_server.settings import ServerSettings
+from spec.sse import DONE, SseDecoder
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -33,10 +34,10 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _events(text: str) -> list[Any]:
-    return [
-        "[DONE]" if block == "data: [DONE]" else json.loads(block.removeprefix("data: "))
-        for block in text.strip().split("\n\n")
-    ]
+    decoder = SseDecoder()
+    messages = [*decoder.feed(text), *decoder.finish()]
+    assert not decoder.framing.unterminated_event and decoder.framing.line_endings <= {"\n"}
+    return [DONE if message.data == DONE else json.loads(message.data) for message in messages]
 
 
 async def test_completion_and_usage(client: httpx.AsyncClient) -> None:

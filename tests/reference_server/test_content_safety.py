@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference_server.content_safety import (
+from reference_server.moderation.filter import (
     CATEGORY_NAMES,
     CONTENT_SAFETY_PATH,
     CategoryResult,
@@ -22,11 +22,11 @@ from reference_server.content_safety import (
     ContentSafetyConfigError,
     PatternContentFilter,
     Severity,
-    StreamingModeration,
     Verdict,
     load_content_filter,
     load_content_safety_config,
 )
+from reference_server.moderation.streaming import StreamingModeration
 
 DEFAULT_FILTER = load_content_filter()
 HOLD_BACK = DEFAULT_FILTER.hold_back_chars

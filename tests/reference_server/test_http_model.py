@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance.plugin import EmbeddedServer
+from launch import ReferenceServer
+from spec.sse import DONE, SseDecoder
 from tests.conftest import ServerFactory, skip_unless_installed
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -23,19 +24,19 @@ ONE_SLOT_BACKENDS = [
 ]
 
 
-def _post(server: EmbeddedServer, path: str, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
+def _post(server: ReferenceServer, path: str, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {server.api_key}"}
     return httpx.post(f"{server.url}{path}", json=body, headers=headers, timeout=120, **kwargs)
 
 
-def _complete(server: EmbeddedServer, **params: Any) -> dict[str, Any]:
+def _complete(server: ReferenceServer, **params: Any) -> dict[str, Any]:
     response = _post(server, "/v1/completions", {"prompt": PROMPT, **params})
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
-def test_greedy_is_deterministic_and_usage_counts_real_tokens(model_server: EmbeddedServer) -> None:
+def test_greedy_is_deterministic_and_usage_counts_real_tokens(model_server: ReferenceServer) -> None:
     first = _complete(model_server, max_tokens=8, temperature=0)
     second = _complete(model_server, max_tokens=8, temperature=0)
     assert first["choices"][0]["text"] == second["choices"][0]["text"]
@@ -43,13 +44,13 @@ def test_greedy_is_deterministic_and_usage_counts_real_tokens(model_server: Embe
     assert first["usage"] == {"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}
 
 
-def test_default_max_tokens_is_16(model_server: EmbeddedServer) -> None:
+def test_default_max_tokens_is_16(model_server: ReferenceServer) -> None:
     body = _complete(model_server, temperature=0, ignore_eos=True)
     assert body["usage"]["completion_tokens"] == 16
     assert body["choices"][0]["finish_reason"] == "length"
 
 
-def test_sampling_parameters_change_the_output(model_server: EmbeddedServer) -> None:
+def test_sampling_parameters_change_the_output(model_server: ReferenceServer) -> None:
     greedy = _complete(model_server, max_tokens=12, temperature=0, ignore_eos=True)["choices"][0]["text"]
     samples = {
         _complete(model_server, max_tokens=12, temperature=1.5, seed=seed, ignore_eos=True)["choices"][0]["text"]
@@ -69,7 +70,7 @@ def test_sampling_parameters_change_the_output(model_server: EmbeddedServer) -> 
     assert penalised["choices"][0]["text"] != greedy
 
 
-def test_n_and_best_of(model_server: EmbeddedServer) -> None:
+def test_n_and_best_of(model_server: ReferenceServer) -> None:
     body = _complete(model_server, max_tokens=6, temperature=1.0, n=3, seed=1)
     assert [c["index"] for c in body["choices"]] == [0, 1, 2]
     assert body["usage"]["completion_tokens"] <= 18
@@ -78,7 +79,7 @@ def test_n_and_best_of(model_server: EmbeddedServer) -> None:
     assert means == sorted(means, reverse=True)
 
 
-def test_beam_search_is_deterministic_and_at_least_as_likely_as_greedy(model_server: EmbeddedServer) -> None:
+def test_beam_search_is_deterministic_and_at_least_as_likely_as_greedy(model_server: ReferenceServer) -> None:
     params = {"max_tokens": 6, "temperature": 0, "ignore_eos": True, "logprobs": 0}
     beams = _complete(model_server, best_of=3, n=1, use_beam_search=True, **params)
     again = _complete(model_server, best_of=3, n=1, use_beam_search=True, **params)
@@ -89,7 +90,7 @@ def test_beam_search_is_deterministic_and_at_least_as_likely_as_greedy(model_ser
     assert beam_score >= greedy_score - 1e-3
 
 
-def test_stop_strings_and_stop_token_ids(model_server: EmbeddedServer) -> None:
+def test_stop_strings_and_stop_token_ids(model_server: ReferenceServer) -> None:
     greedy = _complete(model_server, max_tokens=12, temperature=0, ignore_eos=True)["choices"][0]["text"]
     cut = _complete(model_server, max_tokens=12, temperature=0, ignore_eos=True, stop=["\n"], logprobs=1)
     choice = cut["choices"][0]
@@ -103,7 +104,7 @@ def test_stop_strings_and_stop_token_ids(model_server: EmbeddedServer) -> None:
     assert dot["choices"][0]["finish_reason"] == "stop"
 
 
-def test_special_tokens_are_shown_only_when_asked(model_server: EmbeddedServer) -> None:
+def test_special_tokens_are_shown_only_when_asked(model_server: ReferenceServer) -> None:
     body = {
         "messages": [{"role": "user", "content": "Say hello."}],
         "max_tokens": 40,
@@ -116,7 +117,7 @@ def test_special_tokens_are_shown_only_when_asked(model_server: EmbeddedServer) 
     assert "<|im_end|>" in shown["choices"][0]["message"]["content"]
 
 
-def test_logprobs_object(model_server: EmbeddedServer) -> None:
+def test_logprobs_object(model_server: ReferenceServer) -> None:
     choice = _complete(model_server, max_tokens=6, temperature=0, logprobs=3)["choices"][0]
     logprobs = choice["logprobs"]
     assert "".join(logprobs["tokens"]) == choice["text"]
@@ -128,7 +129,7 @@ def test_logprobs_object(model_server: EmbeddedServer) -> None:
         assert value == pytest.approx(max(top.values()))  # greedy picks the most likely token
 
 
-def test_chat_uses_the_models_template_and_stops_naturally(model_server: EmbeddedServer) -> None:
+def test_chat_uses_the_models_template_and_stops_naturally(model_server: ReferenceServer) -> None:
     body = {
         "messages": [{"role": "user", "content": "What is 2+2? Answer in one short sentence."}],
         "max_tokens": 60,
@@ -140,7 +141,7 @@ def test_chat_uses_the_models_template_and_stops_naturally(model_server: Embedde
     assert response["usage"]["prompt_tokens"] > 20  # the template's system turn is counted
 
 
-def test_stream_matches_non_stream_and_ends_with_done(model_server: EmbeddedServer) -> None:
+def test_stream_matches_non_stream_and_ends_with_done(model_server: ReferenceServer) -> None:
     params = {"max_tokens": 10, "temperature": 0, "ignore_eos": True, "logprobs": 1}
     full = _complete(model_server, **params)
     with httpx.stream(
@@ -151,15 +152,16 @@ def test_stream_matches_non_stream_and_ends_with_done(model_server: EmbeddedServ
         timeout=60,
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
+        decoder = SseDecoder()
+        events = [message.data for piece in response.iter_text() for message in decoder.feed(piece)]
+    assert events[-1] == DONE
     chunks = [json.loads(e) for e in events[:-1]]
     assert "".join(c["choices"][0]["text"] for c in chunks) == full["choices"][0]["text"]
     offsets = [o for c in chunks for o in c["choices"][0]["logprobs"]["text_offsets"]]
     assert offsets == full["choices"][0]["logprobs"]["text_offsets"]
 
 
-def test_concurrent_requests_are_correct(model_server: EmbeddedServer) -> None:
+def test_concurrent_requests_are_correct(model_server: ReferenceServer) -> None:
     prompts = ["The capital of France is", "Once upon a time", "The best way to learn", "Water boils at"]
     expected = [
         _post(model_server, "/v1/completions", {"prompt": p, "max_tokens": 8, "temperature": 0}).json() for p in prompts
@@ -212,7 +214,7 @@ def test_full_queue_answers_503_with_retry_after(start_server: ServerFactory, ba
     assert refused.json()["error"]["code"] == "overloaded"
 
 
-def test_official_openai_sdk_as_client(model_server: EmbeddedServer) -> None:
+def test_official_openai_sdk_as_client(model_server: ReferenceServer) -> None:
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=f"{model_server.url}/v1", api_key=model_server.api_key)
     completion = client.completions.create(model="smollm2", prompt=PROMPT, max_tokens=5, temperature=0)

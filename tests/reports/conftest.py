@@ -57,6 +57,7 @@ def rule(conformance: Json, rule_id: str) -> Json:
 def make_passing(conformance: Json) -> Json:
     failing = rule(conformance, "usage.total_is_sum")
     failing.update(outcome="pass", message=None, evidence=[])
+    conformance["pytest_exit_status"] = 0
     return conformance
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from conformance.exchange import Exchange, RecordedRequest
 from conformance.plugin import RuleLedger
+from conformance.rules import RuleOutcome
 from perf.metrics import RateLimitExpectation, summarize
 from perf.records import RequestRecord
 from reports.model import Report
@@ -27,15 +28,15 @@ def _conformance_results(model: Any) -> dict[str, Any]:
     """A results document as the plugin writes it (`Suite.write_results`), around a real ledger."""
     ledger = RuleLedger()
     rules = [entry["rule_id"] for entry in ledger.results()]
-    ledger.record(rules[0], "test_a[llama-chat]", None, None)
+    ledger.record(RuleOutcome(rules[0], True, None, ()), "test_a[llama-chat]")
     exchange = Exchange(
         request=RecordedRequest("POST", "/v1/chat/completions", body={"messages": [], "max_tokens": 4}),
         status=200,
         headers={"content-type": "application/json"},
         body_text='{"usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 9}}',
     )
-    ledger.record(rules[1], "test_b[llama-chat]", exchange, "usage.total_tokens is 9, not 3 + 4")
-    ledger.record(rules[1], "test_b[azure-chat]", None, "connection refused")
+    ledger.record(RuleOutcome(rules[1], False, "usage.total_tokens is 9, not 3 + 4", (exchange,)), "test_b[llama-chat]")
+    ledger.record(RuleOutcome(rules[1], False, "connection refused", ()), "test_b[azure-chat]")
     started = datetime.fromtimestamp(T0, tz=UTC)
     document = {
         "schema_version": 1,
@@ -47,6 +48,7 @@ def _conformance_results(model: Any) -> dict[str, Any]:
         "finished_at": started.isoformat(),
         "duration_s": 0.0,
         "quick": True,
+        "pytest_exit_status": 1,
         "rules": ledger.results(),
     }
     result: dict[str, Any] = json.loads(json.dumps(document))

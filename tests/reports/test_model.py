@@ -55,12 +55,11 @@ def test_a_failed_rate_limit_check_fails_the_verdict(build: ReportFactory, confo
     ]
 
 
-def test_every_rule_passing_or_skipped_and_rate_limit_passing_is_a_pass(
-    build: ReportFactory, conformance: Json
-) -> None:
+def test_every_required_rule_passing_and_rate_limit_passing_is_a_pass(build: ReportFactory, conformance: Json) -> None:
     report = build(make_passing(conformance))
     assert report.verdict.status == "PASS"
-    assert report.verdict.reasons[0] == "all 13 rules passed or were skipped (2 skipped)"
+    # the skipped advisory rule and the conditional rule that saw nothing are not required
+    assert report.verdict.reasons[0] == "all 11 required rules passed (11 with evidence)"
     assert report.verdict.reasons[1].startswith("rate limit check in scenario 'rate-limit' passed: offered ")
     assert "accepted" in report.verdict.reasons[1] and "tokens/min" in report.verdict.reasons[1]
 
@@ -102,7 +101,51 @@ def test_an_erroring_rule_is_incomplete_not_pass(build: ReportFactory, conforman
     rule(make_passing(conformance), "info.model_fields").update(outcome="error", message="ConnectError: refused")
     report = build(conformance)
     assert report.verdict.status == "INCOMPLETE"
-    assert report.verdict.reasons == ["rule info.model_fields could not be checked (error): ConnectError: refused"]
+    assert report.verdict.reasons == [
+        "rule info.model_fields could not be checked (its test crashed): ConnectError: refused"
+    ]
+
+
+@pytest.mark.parametrize("outcome", ["skip", "not-run"])
+def test_a_required_rule_skipped_or_not_run_is_incomplete_never_pass(
+    build: ReportFactory, conformance: Json, outcome: str
+) -> None:
+    rule(make_passing(conformance), "streaming.content_type").update(outcome=outcome, message="deselected")
+    report = build(conformance)
+    assert report.verdict.status == "INCOMPLETE"
+    assert report.verdict.reasons[0].startswith("required rule streaming.content_type ")
+    assert report.verdict.reasons[0].endswith(": deselected")
+
+
+def test_an_advisory_rule_failing_is_reported_but_does_not_fail(build: ReportFactory, conformance: Json) -> None:
+    rule(make_passing(conformance), "params.best_of_at_least_n").update(
+        outcome="fail", message="best_of 1 < n 2 served"
+    )
+    report = build(conformance)
+    assert report.verdict.status == "PASS"
+    assert any(reason.startswith("advisory rule params.best_of_at_least_n failed") for reason in report.verdict.reasons)
+
+
+def test_a_conditional_rule_that_failed_still_fails(build: ReportFactory, conformance: Json) -> None:
+    rule(make_passing(conformance), "streaming.usage_in_final_chunk").update(outcome="fail", message="usage first")
+    assert build(conformance).verdict.status == "FAIL"
+
+
+@pytest.mark.parametrize(("status", "meaning"), [(2, "was interrupted"), (5, "collected no tests")])
+def test_a_suite_that_did_not_complete_is_incomplete(
+    build: ReportFactory, conformance: Json, status: int, meaning: str
+) -> None:
+    make_passing(conformance)["pytest_exit_status"] = status
+    report = build(conformance)
+    assert report.verdict.status == "INCOMPLETE"
+    assert report.verdict.reasons == [f"the conformance suite {meaning} (pytest exit status {status})"]
+
+
+def test_failed_tests_without_a_failed_rule_are_incomplete(build: ReportFactory, conformance: Json) -> None:
+    make_passing(conformance)["pytest_exit_status"] = 1
+    report = build(conformance)
+    assert report.verdict.status == "INCOMPLETE"
+    assert report.verdict.reasons[0].startswith("pytest reported failed tests although no required rule failed")
 
 
 def test_failures_outrank_gaps_and_both_are_listed(build: ReportFactory) -> None:
@@ -176,10 +219,10 @@ def test_json_round_trip(report: Report, tmp_path: Path) -> None:
     assert Report.load(path) == report
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["schema_version"] == 1
-    assert data["conformance"]["totals"] == {"passed": 10, "failed": 1, "skipped": 2, "errors": 0}
+    assert data["conformance"]["totals"] == {"passed": 10, "failed": 1, "skipped": 2, "errors": 0, "not_run": 0}
     assert data["conformance"]["groups"][1] == {
         "group": "usage",
-        "counts": {"passed": 1, "failed": 1, "skipped": 0, "errors": 0},
+        "counts": {"passed": 1, "failed": 1, "skipped": 0, "errors": 0, "not_run": 0},
     }
     assert data["verdicts"][0]["status"] == "FAIL"
 

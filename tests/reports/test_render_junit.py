@@ -57,7 +57,7 @@ def test_failing_rule_carries_message_source_and_evidence(report: Report) -> Non
 def test_skipped_and_passing_rules(report: Report) -> None:
     root = _parse(report)
     skipped = root.find(".//testcase[@name='streaming.usage_in_final_chunk']/skipped")
-    assert skipped is not None and skipped.attrib["message"] == "the endpoint does not support stream_options"
+    assert skipped is not None and skipped.attrib["message"] == "skip: the endpoint does not support stream_options"
     passing = root.find(".//testcase[@name='info.model_fields']")
     assert passing is not None and len(passing) == 0
     assert passing.attrib["classname"] == "conformance.info"

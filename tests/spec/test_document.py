@@ -143,3 +143,16 @@ def test_compat_accepts_openai_logprobs_only_under_compat() -> None:
 def test_document_file_is_the_one_shipped() -> None:
     assert DOCUMENT_PATH.name == "openapi.yaml"
     assert DOCUMENT_PATH.parent.name == "spec"
+
+
+def test_route_table_is_read_from_the_document() -> None:
+    from spec.routes import GENERATION_ROUTES, generation_route, info_path
+
+    assert {(r.api, r.family): r.path for r in GENERATION_ROUTES} == {
+        ("completion", "llama"): "/v1/completions",
+        ("chat", "llama"): "/v1/chat/completions",
+        ("completion", "azure"): "/completions",
+        ("chat", "azure"): "/chat/completions",
+    }
+    assert generation_route("chat", "azure").operation_id == "createChatCompletionAzure"
+    assert info_path() == "/info"

@@ -1,4 +1,4 @@
-"""The environment for llamacert's own subprocesses (servers, pytest, Locust)."""
+"""The environment for llamacert's own subprocesses (servers, pytest, Locust): the project importable."""
 
 from __future__ import annotations
 
