@@ -14,12 +14,13 @@ from differs.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,15 @@ GATHER_WAIT_S = 0.004
 """How long a step waits for running sequences to hand in their next token before it decodes
 without them: long enough for a choice's thread to sample (well under a millisecond), short
 enough that a slow one (a stream whose client reads slowly) costs the others little."""
+
+
+def _settle(future: Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+    """Complete a job's future unless its waiter already cancelled it (an asyncio task that went away)."""
+    with contextlib.suppress(InvalidStateError):
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class EngineClosed(RuntimeError):
@@ -160,9 +170,9 @@ class BatchEngine:
             if isinstance(item, _Memory):
                 try:
                     item.apply()
-                    item.future.set_result(None)
-                except BaseException as exc:  # reported to the caller, the engine goes on
-                    item.future.set_exception(exc)
+                    _settle(item.future)
+                except Exception as exc:  # reported to the caller, the engine goes on
+                    _settle(item.future, error=exc)
             else:
                 # the cells from `position` on belong to an older continuation: replace them
                 self._lib.llama_memory_seq_rm(self._memory, item.seq_id, item.position, -1)
@@ -180,8 +190,7 @@ class BatchEngine:
                 self._active.clear()
                 self._queue.clear()
             for item in pending:
-                if not item.future.done():
-                    item.future.set_exception(EngineClosed("the llama.cpp engine is closed"))
+                _settle(item.future, error=EngineClosed("the llama.cpp engine is closed"))
 
     def _step(self) -> None:
         """One llama_decode: the next token of every generating sequence first, then prompt chunks."""
@@ -220,7 +229,7 @@ class BatchEngine:
             logits: Logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
             finished.add(job.seq_id)
             del self._active[job.seq_id]
-            job.future.set_result(logits)
+            _settle(job.future, logits)
         with self._condition:
             self._expected = (self._expected | finished) - self._active.keys()
 
@@ -235,7 +244,7 @@ class BatchEngine:
             self._lib.llama_memory_seq_rm(self._memory, job.seq_id, job.position, -1)
             self._active.pop(job.seq_id, None)
             self._expected.discard(job.seq_id)
-            job.future.set_exception(error)
+            _settle(job.future, error=error)
 
 
 class SequenceModel:
@@ -279,7 +288,7 @@ class SequenceModel:
         self._logits = None
 
         def keep(finished: Future[Logits]) -> None:
-            if not finished.exception() and self.evaluated == sequence:
+            if not finished.cancelled() and finished.exception() is None and self.evaluated == sequence:
                 self._logits = finished.result()
 
         future.add_done_callback(keep)

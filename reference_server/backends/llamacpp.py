@@ -311,8 +311,9 @@ class LlamaCppBackend:
                 loop = asyncio.get_running_loop()
                 hypotheses = await loop.run_in_executor(self._executor, self._beam_search, lease, options, prompt_ids)
                 choices = []
-                for start in range(0, min(options.n, len(hypotheses)), len(lease.models)):
-                    batch = hypotheses[start : start + len(lease.models)]
+                best = hypotheses[: options.n]
+                for start in range(0, len(best), len(lease.models)):
+                    batch = best[start : start + len(lease.models)]
                     choices += await asyncio.gather(
                         *(
                             loop.run_in_executor(
