@@ -92,6 +92,8 @@ class Exchange:
     transport_error: str | None = None
     framing: SseFraming | None = None
     label: ProbeLabel | None = None
+    busy_answers: list[Exchange] = field(default_factory=list)
+    """Earlier attempts of this request that were answered 429 or 503 and retried (rules judge them too)."""
 
     @property
     def stray_lines(self) -> list[str]:
@@ -242,14 +244,17 @@ class EndpointClient:
         retry_busy: bool = True,
     ) -> Exchange:
         attempts = 1 + (self.busy_retries if retry_busy else 0)
+        busy: list[Exchange] = []
         for attempt in range(attempts):
             exchange = self._send(method, path, body, raw_body, headers, with_auth)
             if exchange.status not in BUSY_STATUSES or attempt == attempts - 1:
                 break
+            busy.append(exchange)
             retry_after = exchange.headers.get("retry-after", "1")
             wait = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else 1.0
             time.sleep(min(max(wait, 0.1), self.max_wait_s))
         exchange.label = label
+        exchange.busy_answers = busy
         return exchange
 
     def _send(

@@ -66,12 +66,26 @@ positive = _schema("positive", _quick())
 negative = _schema("negative", _quick())
 
 
+SAFE_INTEGER = 2**53 - 1
+"""RFC 8259 section 6 lets a parser limit the range of numbers; beyond a double's exact integers is left free (R8)."""
+
+
+def _within_interoperable_range(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _within_interoperable_range(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_within_interoperable_range(item) for item in node]
+    if isinstance(node, int) and not isinstance(node, bool) and abs(node) > SAFE_INTEGER:
+        return SAFE_INTEGER if node > 0 else -SAFE_INTEGER
+    return node
+
+
 @positive.hook  # type: ignore[untyped-decorator]
 def map_body(context: Any, body: Any) -> Any:
-    """Keep valid cases cheap, and valid under the rules JSON Schema cannot express (D2, D3)."""
+    """Keep valid cases cheap, and valid under the rules JSON Schema cannot express (D2, D3, R8)."""
     if not isinstance(body, dict):
         return body
-    body = dict(body)
+    body = _within_interoperable_range(body)
     body["max_tokens"] = min(int(body.get("max_tokens", 4)), 4)
     body["stream"] = False
     n = min(int(body.get("n") or 1), 2)

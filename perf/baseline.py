@@ -1,199 +1,157 @@
-"""Performance baselines: save a run's gate metrics, and compare a later run's against them within a tolerance.
+"""Performance baselines: save a run's gate metrics, and compare a later run's against them.
 
-Gate metrics: median TTFT, p95 end-to-end latency, output tokens/s, requests/s and error rate. Only a move in
-the worse direction beyond the tolerance fails; improvements are shown but pass.
+The metrics, the tolerance (a percentage) and the judgement are spec.load_regression's, shared with
+`llamacert compare` and the report. A baseline saved from `--runs N` keeps each metric's median and range, so a
+later comparison allows for the spread measured then as well as now. Only a move in the worse direction beyond
+the allowance fails; improvements are shown but pass.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
+
+from spec.load_regression import GATE_METRICS, MetricValue, MetricVerdict, judge_all, metric_values
+from spec.load_summary import LoadSummary
 
 __all__ = [
     "BASELINE_KIND",
-    "ERROR_RATE_FLOOR",
-    "GATES",
     "BaselineError",
     "Comparison",
-    "Gate",
-    "Row",
     "compare",
     "format_comparison",
-    "gate_metrics",
     "load_baseline",
-    "parse_tolerance",
     "save_baseline",
 ]
 
 BASELINE_KIND: Final = "llamacert-load-baseline"
-_SCHEMA_VERSION: Final = 1
-ERROR_RATE_FLOOR: Final = 0.001
-"""An error rate may rise by this much (0.1 percentage point) whatever the tolerance, so a baseline with no
-errors does not fail on one error in thousands of requests."""
+_SCHEMA_VERSION: Final = 2
 
 
 class BaselineError(ValueError):
-    """A baseline file that cannot be read, or a tolerance that makes no sense."""
+    """A baseline file that cannot be read."""
 
 
 @dataclass(frozen=True)
-class Gate:
-    """One gate metric: where it comes from in a load summary and which direction is better."""
+class Baseline:
+    """A saved baseline: what it was measured on, and each gate metric's value (median and range)."""
 
-    name: str
-    label: str
-    unit: str
-    better: Literal["lower", "higher"]
-
-
-GATES: Final = (
-    Gate("ttft_p50_ms", "median TTFT", "ms", "lower"),
-    Gate("e2e_p95_ms", "p95 end-to-end latency", "ms", "lower"),
-    Gate("output_tokens_per_s", "output tokens/s", "tokens/s", "higher"),
-    Gate("requests_per_s", "requests/s", "requests/s", "higher"),
-    Gate("error_rate", "error rate", "", "lower"),
-)
+    endpoint: str
+    scenario: str
+    users: int
+    metrics: dict[str, MetricValue | None]
 
 
-def parse_tolerance(text: str) -> float:
-    """`10%` or `0.1` -> 0.1."""
-    value = text.strip()
-    try:
-        tolerance = float(value[:-1]) / 100 if value.endswith("%") else float(value)
-    except ValueError:
-        raise BaselineError(f"tolerance {text!r}: expected e.g. 10% or 0.1") from None
-    if not 0 <= tolerance < 10 or math.isnan(tolerance):
-        raise BaselineError(f"tolerance {text!r} is out of range")
-    return tolerance
-
-
-def gate_metrics(summary: Mapping[str, Any]) -> dict[str, float | None]:
-    """The gate metrics of a load summary; None where the run has no such figure (e.g. TTFT without streaming)."""
-    ttft, e2e = summary.get("ttft_ms"), summary.get("e2e_ms")
-    requests = summary["requests"]
-    return {
-        "ttft_p50_ms": ttft["p50"] if ttft else None,
-        "e2e_p95_ms": e2e["p95"] if e2e else None,
-        "output_tokens_per_s": summary["output_tokens_per_s"],
-        "requests_per_s": summary["requests_per_s"],
-        "error_rate": summary["errors"] / requests if requests else None,
-    }
-
-
-def save_baseline(path: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
+def save_baseline(path: Path, summary: LoadSummary) -> dict[str, Any]:
     """Write the summary's gate metrics (with what they were measured on) to `path`."""
+    metrics = {
+        name: None if value is None else {"median": value.median, "low": value.low, "high": value.high}
+        for name, value in metric_values(summary).items()
+    }
     baseline = {
         "kind": BASELINE_KIND,
         "schema_version": _SCHEMA_VERSION,
         "created_at": datetime.now(UTC).isoformat(),
-        "endpoint": summary["endpoint"],
-        "scenario": summary["scenario"],
-        "users": summary["users"],
-        "duration_s": summary["duration_s"],
-        "metrics": gate_metrics(summary),
+        "endpoint": summary.endpoint,
+        "scenario": summary.scenario,
+        "users": summary.users,
+        "duration_s": summary.duration_s,
+        "runs": summary.runs.runs if summary.runs else 1,
+        "metrics": metrics,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(baseline, indent=2) + "\n", encoding="utf-8")
     return baseline
 
 
-def load_baseline(path: Path) -> dict[str, Any]:
+def _value(raw: Any, name: str, version: int) -> MetricValue | None:
+    if raw is None:
+        return None
+    if version == 1 and isinstance(raw, int | float):
+        # version 1 kept one value per metric, and the error rate as a fraction
+        return MetricValue.single(float(raw) * (100 if name == "error_rate" else 1))
+    if isinstance(raw, Mapping) and all(isinstance(raw.get(key), int | float) for key in ("median", "low", "high")):
+        return MetricValue(float(raw["median"]), float(raw["low"]), float(raw["high"]))
+    raise BaselineError(f"metric {name}: expected median, low and high, got {raw!r}")
+
+
+def load_baseline(path: Path) -> Baseline:
     try:
-        baseline = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise BaselineError(f"baseline {path}: {error}") from None
-    if not isinstance(baseline, dict) or baseline.get("kind") != BASELINE_KIND:
+    if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:
         raise BaselineError(f"baseline {path}: not a llamacert load baseline (write one with --save-baseline)")
-    if baseline.get("schema_version") != _SCHEMA_VERSION:
-        raise BaselineError(f"baseline {path}: schema_version {baseline.get('schema_version')!r} is not supported")
-    return baseline
-
-
-@dataclass(frozen=True)
-class Row:
-    """One gate metric's comparison."""
-
-    gate: Gate
-    baseline: float | None
-    current: float | None
-    limit: float | None
-    status: Literal["ok", "improved", "regressed", "n/a"]
-
-    @property
-    def change(self) -> float | None:
-        if self.baseline is None or self.current is None or self.baseline == 0:
-            return None
-        return (self.current - self.baseline) / self.baseline
+    version = data.get("schema_version")
+    if version not in (1, _SCHEMA_VERSION):
+        raise BaselineError(f"baseline {path}: schema_version {version!r} is not supported")
+    raw = data.get("metrics")
+    if not isinstance(raw, dict):
+        raise BaselineError(f"baseline {path}: no metrics")
+    known = {metric.name for metric in GATE_METRICS}
+    try:
+        metrics = {name: _value(value, name, version) for name, value in raw.items() if name in known}
+    except BaselineError as error:
+        raise BaselineError(f"baseline {path}: {error}") from None
+    return Baseline(str(data.get("endpoint")), str(data.get("scenario")), int(data.get("users") or 0), metrics)
 
 
 @dataclass(frozen=True)
 class Comparison:
     """A run's gate metrics against a baseline's."""
 
-    rows: tuple[Row, ...]
-    tolerance: float
+    verdicts: tuple[MetricVerdict, ...]
+    tolerance_pct: float
     warnings: tuple[str, ...]
 
     @property
     def regressed(self) -> bool:
-        return any(row.status == "regressed" for row in self.rows)
+        return any(verdict.status == "regressed" for verdict in self.verdicts)
 
 
-def _limit(gate: Gate, baseline: float, tolerance: float) -> float:
-    if gate.name == "error_rate":
-        return baseline * (1 + tolerance) + ERROR_RATE_FLOOR
-    return baseline * (1 + tolerance) if gate.better == "lower" else baseline * (1 - tolerance)
-
-
-def compare(baseline: Mapping[str, Any], summary: Mapping[str, Any], tolerance: float) -> Comparison:
-    """Each gate metric of `summary` against the baseline's: regressed when worse than the tolerance allows."""
-    saved, current = baseline["metrics"], gate_metrics(summary)
-    rows = []
-    for gate in GATES:
-        old, new = saved.get(gate.name), current[gate.name]
-        if old is None or new is None:
-            rows.append(Row(gate, old, new, None, "n/a"))
-            continue
-        limit = _limit(gate, old, tolerance)
-        worse = new > limit if gate.better == "lower" else new < limit
-        better = new < old * (1 - tolerance) if gate.better == "lower" else new > old * (1 + tolerance)
-        rows.append(Row(gate, old, new, limit, "regressed" if worse else "improved" if better else "ok"))
+def compare(baseline: Baseline, summary: LoadSummary, tolerance_pct: float) -> Comparison:
+    """Each gate metric of `summary` against the baseline's (see spec.load_regression.judge_metric)."""
+    verdicts = judge_all(baseline.metrics, metric_values(summary), tolerance_pct)
+    current = {"scenario": summary.scenario, "endpoint": summary.endpoint, "users": summary.users}
+    saved = {"scenario": baseline.scenario, "endpoint": baseline.endpoint, "users": baseline.users}
     warnings = tuple(
-        f"baseline {key} {baseline.get(key)!r} differs from this run's {summary.get(key)!r}"
-        for key in ("scenario", "endpoint", "users")
-        if baseline.get(key) != summary.get(key)
+        f"baseline {key} {saved[key]!r} differs from this run's {current[key]!r}"
+        for key in saved
+        if saved[key] != current[key]
     )
-    return Comparison(tuple(rows), tolerance, warnings)
+    return Comparison(tuple(verdicts), tolerance_pct, warnings)
 
 
-def _format(value: float | None, gate: Gate) -> str:
+def _format(value: MetricValue | None, unit: str) -> str:
     if value is None:
         return "-"
-    if gate.name == "error_rate":
-        return f"{value:.2%}"
-    return f"{value:,.1f} {gate.unit}"
+    spread = f" (range {value.spread:,.1f})" if value.spread else ""
+    return f"{value.median:,.2f}{unit and ' ' + unit}{spread}"
 
 
 def format_comparison(comparison: Comparison) -> str:
     """A plain-text table of the comparison, regressions marked."""
-    header = ("metric", "baseline", "current", "change", f"limit (±{comparison.tolerance:.0%})", "status")
+    header = ("metric", "baseline", "current", "change", "worst allowed", "status")
     lines = [header]
-    for row in comparison.rows:
-        change = "-" if row.change is None else f"{row.change:+.1%}"
-        status = "REGRESSED" if row.status == "regressed" else row.status
-        limit = _format(row.limit, row.gate)
-        bound = "-" if row.limit is None else ("≤ " if row.gate.better == "lower" else "≥ ") + limit
-        lines.append(
-            (row.gate.label, _format(row.baseline, row.gate), _format(row.current, row.gate), change, bound, status)
-        )
+    for verdict in comparison.verdicts:
+        if verdict.baseline is None and verdict.current is None:
+            continue
+        unit = verdict.metric.unit
+        change = "-" if verdict.change_pct is None else f"{verdict.change_pct:+.1f}%"
+        status = "REGRESSED" if verdict.status == "regressed" else verdict.status
+        bound = verdict.bound
+        worst = "-" if bound is None else ("≤ " if verdict.metric.better == "lower" else "≥ ") + f"{bound:,.2f}"
+        row = (verdict.metric.label, _format(verdict.baseline, unit), _format(verdict.current, unit), change, worst)
+        lines.append((*row, status))
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
     text += [f"warning: {warning}" for warning in comparison.warnings]
-    verdict = "regressed beyond tolerance" if comparison.regressed else "within tolerance"
-    text.append(f"baseline comparison: {verdict}")
+    verdict_text = "regressed" if comparison.regressed else "no regression"
+    text.append(
+        f"baseline comparison (tolerance {comparison.tolerance_pct:g}% or the run-to-run spread): {verdict_text}"
+    )
     return "\n".join(text)

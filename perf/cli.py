@@ -1,7 +1,10 @@
 """`llamacert load`: run a Locust load scenario against an endpoint and summarise it.
 
-Exit status: 0 done (and any rate-limit verdict passed, any baseline held); 1 rate-limit verdict failed or
-a gate metric regressed beyond the tolerance; 2 bad arguments or scenario; 3 Locust failed to run.
+Exit status: 0 done (every objective met, any rate-limit verdict passed, any baseline held); 1 an objective
+missed, the rate-limit verdict failed, or a gate metric regressed beyond the tolerance and the run-to-run
+spread; 2 bad arguments or scenario; 3 Locust failed to run.
+Past one machine: `llamacert load --master --expect-workers N --master-bind-host 0.0.0.0 ...` here, and
+`llamacert load --worker --master-host HOST` on each other machine.
 """
 
 from __future__ import annotations
@@ -9,24 +12,30 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from perf.baseline import BaselineError, compare, format_comparison, load_baseline, parse_tolerance, save_baseline
+from perf.baseline import BaselineError, compare, format_comparison, load_baseline, save_baseline
 from perf.metrics import DEFAULT_BURST_SECONDS
-from perf.runner import LoadRequest, PlanError, format_summary, run_load
+from perf.objectives import parse_objectives
+from perf.runner import LoadRequest, PlanError, format_summary, run_load, run_worker
 from perf.scenarios import ScenarioError, builtin_scenarios, load_scenario, parse_duration
 from perf.settings import API_KEY_ENV
 from perf.workload import LengthRange, parse_mix
+from spec.load_regression import DEFAULT_TOLERANCE_PCT, parse_tolerance_pct
 from spec.profiles import get_profile
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llamacert load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--endpoint", required=True, help="Base URL of the endpoint, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--endpoint", help="Base URL of the endpoint, e.g. http://127.0.0.1:8000 (not with --worker)")
     parser.add_argument("--api-key", default=None, help=f"The endpoint's key (default: ${API_KEY_ENV}).")
     parser.add_argument("--auth-header", choices=["bearer", "api-key"], default="bearer")
     parser.add_argument(
@@ -44,6 +53,27 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--no-honour-retry-after", dest="honour_retry_after", action="store_false")
     parser.add_argument("--request-timeout", type=float, default=120.0, help="Seconds before a request is hung.")
     parser.add_argument("--out", type=Path, default=Path("perf-results"), help="Directory for the run's files.")
+    parser.add_argument(
+        "--warmup", type=_warmup, help="Leave the first seconds out of every figure, e.g. 10s (added to the run)."
+    )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="Repeat the scenario; report each metric's median and range."
+    )
+    objectives = parser.add_argument_group("objectives")
+    objectives.add_argument(
+        "--slo",
+        type=_objectives,
+        help="Objectives, e.g. ttft_p95=500ms,itl_p95=50ms,e2e_p99=8s,errors=1%%; a metric without a percentile "
+        "(ttft=2s) is a per-request threshold for goodput. A missed objective exits 1.",
+    )
+    metrics = parser.add_argument_group("server metrics")
+    metrics.add_argument(
+        "--no-scrape-metrics",
+        dest="scrape_metrics",
+        action="store_false",
+        help="Do not scrape the endpoint's /metrics.",
+    )
+    metrics.add_argument("--scrape-interval", type=float, default=1.0, help="Seconds between scrapes (default 1).")
     limits = parser.add_argument_group("rate limits (rate-limit scenarios)")
     limits.add_argument("--rpm", type=int, help="The endpoint's requests/min limit.")
     limits.add_argument("--tpm", type=int, help="The endpoint's tokens/min limit.")
@@ -56,14 +86,64 @@ def _parser() -> argparse.ArgumentParser:
     )
     gates = parser.add_argument_group("baselines")
     gates.add_argument("--baseline", type=Path, help="Compare with this baseline; exit 1 on a regression.")
-    gates.add_argument("--tolerance", type=parse_tolerance, default=0.10, help="e.g. 10%% (default).")
+    gates.add_argument(
+        "--tolerance",
+        type=_tolerance,
+        default=DEFAULT_TOLERANCE_PCT,
+        help=f"A percentage of the baseline, e.g. 10%% (default {DEFAULT_TOLERANCE_PCT:g}%%); repeated runs' "
+        "spread widens it.",
+    )
     gates.add_argument("--save-baseline", type=Path, help="Write this run's gate metrics as a baseline.")
     locust = parser.add_argument_group("locust")
     locust.add_argument("--workers", type=int, default=0, help="Run a Locust master and N local workers.")
     locust.add_argument("--web", action="store_true", help="Keep Locust's web UI up (Ctrl-C ends the run).")
     locust.add_argument("--web-port", type=int, default=8089)
     locust.add_argument("--seed", type=int, default=0, help="Seed of prompts and mix draws (0: random).")
+    machines = parser.add_argument_group("several machines (Locust master and workers)")
+    machines.add_argument("--master", action="store_true", help="Run the master here for workers on other machines.")
+    machines.add_argument("--expect-workers", type=int, default=0, help="--master: wait for this many workers.")
+    machines.add_argument("--master-bind-host", default="127.0.0.1", help="--master: address to listen on.")
+    machines.add_argument("--master-bind-port", type=int, default=5557, help="--master: port to listen on.")
+    machines.add_argument("--worker", action="store_true", help="Run one worker for a master elsewhere.")
+    machines.add_argument("--master-host", help="--worker: the master's address.")
+    machines.add_argument("--master-port", type=int, default=5557, help="--worker: the master's port.")
     return parser
+
+
+def _typed(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a parser that raises ValueError: its message becomes argparse's."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+_objectives = _typed(parse_objectives)
+_tolerance = _typed(parse_tolerance_pct)
+_warmup = _typed(lambda text: 0.0 if text.strip() in ("0", "0s") else parse_duration(text))
+
+
+def _check_machines(args: argparse.Namespace) -> str | None:
+    """What is wrong with the master/worker options, if anything."""
+    if args.worker:
+        if not args.master_host:
+            return "--worker needs --master-host"
+        if args.master:
+            return "--worker and --master exclude each other"
+        return None
+    if args.endpoint is None:
+        return "--endpoint is required (except with --worker)"
+    if args.master and args.expect_workers < 1:
+        return "--master needs --expect-workers N (N >= 1)"
+    if args.expect_workers and not args.master:
+        return "--expect-workers is for --master"
+    if args.master and args.workers:
+        return "--master waits for workers on other machines; --workers starts local ones: choose one"
+    return None
 
 
 def _profile_limits(name: str | None) -> tuple[int | None, int | None]:
@@ -80,6 +160,13 @@ def main(argv: list[str]) -> int:
     except SystemExit as exit_:
         # argparse exits on --help and on bad arguments; main returns the status instead.
         return int(exit_.code or 0)
+    problem = _check_machines(args)
+    if problem:
+        print(f"llamacert load: {problem}", file=sys.stderr)
+        return 2
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV, "")
+    if args.worker:
+        return run_worker(args.master_host, args.master_port, api_key)
     try:
         scenario = load_scenario(args.scenario)
         baseline = load_baseline(args.baseline) if args.baseline else None
@@ -87,7 +174,7 @@ def main(argv: list[str]) -> int:
             endpoint=args.endpoint.rstrip("/"),
             scenario=scenario,
             out_dir=args.out,
-            api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV, ""),
+            api_key=api_key,
             auth_header=args.auth_header,
             duration_s=args.duration,
             users=args.users,
@@ -105,6 +192,14 @@ def main(argv: list[str]) -> int:
             web=args.web,
             web_port=args.web_port,
             seed=args.seed,
+            warmup_s=args.warmup,
+            objectives=args.slo,
+            runs=args.runs,
+            scrape_metrics=args.scrape_metrics,
+            scrape_interval_s=args.scrape_interval,
+            expect_workers=args.expect_workers if args.master else 0,
+            master_bind_host=args.master_bind_host,
+            master_bind_port=args.master_bind_port,
         )
         if request.web:
             print(f"Locust web UI: http://127.0.0.1:{request.web_port} (Ctrl-C ends the run)", file=sys.stderr)
@@ -115,7 +210,9 @@ def main(argv: list[str]) -> int:
     print(format_summary(result))
     if result.locust_returncode != 0 and not result.records:
         return 3
-    status = 1 if result.rate_limit_failed else 0
+    status = 1 if result.rate_limit_failed or result.objectives_missed else 0
+    for objective in result.summary.missed_objectives:
+        print(f"llamacert load: objective {objective.name} missed: {objective.text}", file=sys.stderr)
     if args.save_baseline:
         save_baseline(args.save_baseline, result.summary)
         print(f"baseline written to {args.save_baseline}")

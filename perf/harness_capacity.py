@@ -122,16 +122,16 @@ def measure(
         own_cpu_s = process_cpu_s() - own_before
         machine_cpu_s = machine_busy_cpu_s() - machine_before
     summary = result.summary
-    duration = summary["duration_s"] or 1.0
+    duration = summary.duration_s or 1.0
     report: dict[str, Any] = {
         "endpoint": endpoint,
         "users": users,
         "stream": stream,
-        "requests": summary["requests"],
-        "ok": summary["ok"],
-        "errors": summary["errors"],
+        "requests": summary.requests,
+        "ok": summary.ok,
+        "errors": summary.errors,
         "duration_s": round(duration, 2),
-        "requests_per_s": round(summary["requests"] / duration, 1),
+        "requests_per_s": round(summary.requests / duration, 1),
         "locust_cpu_s": round(locust_cpu_s, 2),
         "locust_cpu_share": round(locust_cpu_s / duration, 2),
     }

@@ -6,6 +6,9 @@ must be importable, as it is from the root or with llamacert installed).
 Per request it stamps raw times and writes a record (perf/records.py); Locust's statistics get the request
 itself (its full duration, not just the headers) plus "TTFT" and "ITL" entries of request type METRIC, so the
 web UI and the CSVs show them. Add perf/shapes.py to -f for a stepped sweep.
+Workers (on this machine or others) send their records to the master with Locust's own messages, so the
+master's records file holds every request and no disk is shared; with --stop-after the master ends the test
+itself and waits for each worker's last records before it quits.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Final, Protocol
 
 import gevent
 from gevent import GreenletExit
@@ -27,18 +31,85 @@ from locust.argument_parser import LocustArgumentParser
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, ResponseContextManager
 from locust.env import Environment
 from locust.event import EventHook
-from locust.runners import WorkerRunner
+from locust.rpc import Message
+from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from perf.metrics import itl_ms, ttft_ms
-from perf.records import INTERRUPTED, TIMEOUT, RecordWriter, RequestRecord, record_file_name
+from perf.records import INTERRUPTED, TIMEOUT, RecordWriter, RequestRecord, encode_record, record_file_name
 from perf.responses import StreamReader, parse_body, parse_header_int, parse_retry_after
 from perf.settings import OPTIONS, LoadSettings
 from perf.workload import PlannedRequest, RequestKind, Workload
 
-__all__ = ["LlamaUser"]
+__all__ = ["RECORDS_MESSAGE", "ForwardingWriter", "LlamaUser", "MasterCollector"]
 
 logger = logging.getLogger(__name__)
+
+RECORDS_MESSAGE: Final = "llamacert_records"
+"""Worker -> master: {"lines": [encoded records], "final": bool}; final once the worker's users have stopped."""
+_FORWARD_INTERVAL_S: Final = 1.0
+_FINAL_RECORDS_WAIT_S: Final = 30.0
+
+
+class ForwardingWriter:
+    """A worker's record sink: batches of encoded records go to the master every second and when users stop."""
+
+    def __init__(self, runner: WorkerRunner) -> None:
+        self.path = Path(f"<master of {record_file_name()}>")
+        self._runner = runner
+        self._lines: list[bytes] = []
+        self.written = 0
+        self._forwarder = gevent.spawn(self._forward_every_interval)
+
+    def write(self, record: RequestRecord) -> None:
+        self._lines.append(encode_record(record))
+        self.written += 1
+
+    def _send(self, *, final: bool) -> None:
+        lines, self._lines = self._lines, []
+        if lines or final:
+            self._runner.send_message(RECORDS_MESSAGE, {"lines": lines, "final": final})
+
+    def _forward_every_interval(self) -> None:
+        while True:
+            gevent.sleep(_FORWARD_INTERVAL_S)
+            self._send(final=False)
+
+    def flush(self) -> None:
+        """Users have stopped (test_stop): send what is left, marked final."""
+        self._send(final=True)
+
+    def close(self) -> None:
+        self._forwarder.kill(block=False)
+
+
+def _close_collector(environment: Environment) -> None:
+    assert _collector is not None
+    runner = environment.runner
+    expected = len(runner.worker_indexes) if isinstance(runner, MasterRunner) else 0
+    if len(_collector.finished_workers) < expected:
+        logger.error(
+            "llamacert: only %d of %d workers sent their last records", len(_collector.finished_workers), expected
+        )
+    _collector.writer.close()
+
+
+class MasterCollector:
+    """The master's side: appends every worker's forwarded records to the master's own records file."""
+
+    def __init__(self, path: Path) -> None:
+        self.writer = RecordWriter(path)
+        self.finished_workers: set[str] = set()
+        """Workers whose users have stopped and whose last records are in."""
+
+    def receive(self, environment: Environment, msg: Message, **_: Any) -> None:
+        for line in msg.data["lines"]:
+            self.writer.write_line(line)
+        if msg.data["final"]:
+            self.finished_workers.add(str(msg.node_id))
+
+
+_collector: MasterCollector | None = None
 
 
 def _listen(hook: EventHook, handler: Callable[..., None]) -> None:
@@ -74,6 +145,30 @@ def _check_options(environment: Environment, **_: Any) -> None:
     csv_prefix = getattr(environment.parsed_options, "csv_prefix", None)
     if csv_prefix:
         atexit.register(_write_final_csv, environment, csv_prefix)
+    if isinstance(environment.runner, MasterRunner):
+        global _collector  # noqa: PLW0603  # one collector per Locust process, as Locust has one runner
+        _collector = MasterCollector(settings.records_dir / record_file_name())
+        environment.runner.register_message(RECORDS_MESSAGE, _collector.receive)
+    stop_after = float(getattr(environment.parsed_options, "stop_after", 0) or 0)
+    if stop_after > 0:
+        _listen(environment.events.test_start, lambda **_: gevent.spawn_later(stop_after, _stop_then_quit, environment))
+
+
+def _stop_then_quit(environment: Environment) -> None:
+    """End the test so that nothing in flight is lost: each worker is told to quit, which makes it stop its users
+    (waiting up to --stop-timeout for their requests), send its last records and statistics, and tell the master
+    it quit; when the last worker has quit, Locust's master stops and quits by itself (headless)."""
+    runner = environment.runner
+    assert runner is not None
+    if not isinstance(runner, MasterRunner) or not runner.clients.all:
+        runner.quit()
+        return
+    for client in list(runner.clients.all):
+        runner.server.send_to_client(Message("quit", None, client.id))  # type: ignore[no-untyped-call]  # locust leaves it unannotated
+    # a worker that never answers must not keep the run alive
+    gevent.sleep(environment.stop_timeout + _FINAL_RECORDS_WAIT_S)
+    logger.error("llamacert: workers did not quit within %.0f s of the end; quitting", _FINAL_RECORDS_WAIT_S)
+    runner.quit()
 
 
 def _write_final_csv(environment: Environment, prefix: str) -> None:
@@ -96,8 +191,17 @@ _listen(events.init, _check_options)
 
 
 def _start(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, MasterRunner):
+        return  # a master runs no users; its collector writes what the workers send
     settings = _settings(environment)
-    LlamaUser.configure(settings, settings.workload(), RecordWriter(settings.records_dir / record_file_name()))
+    writer: RecordSink
+    if isinstance(environment.runner, WorkerRunner):
+        # one forwarder per worker process, reused when the master starts another test
+        existing = LlamaUser.writer
+        writer = existing if isinstance(existing, ForwardingWriter) else ForwardingWriter(environment.runner)
+    else:
+        writer = RecordWriter(settings.records_dir / record_file_name())
+    LlamaUser.configure(settings, settings.workload(), writer)
 
 
 _listen(events.test_start, _start)
@@ -114,9 +218,24 @@ _listen(events.test_stop, _flush)
 def _close(environment: Environment, **_: Any) -> None:
     if LlamaUser.writer is not None:
         LlamaUser.writer.close()
+    if _collector is not None:
+        _close_collector(environment)
 
 
 _listen(events.quitting, _close)
+
+
+class RecordSink(Protocol):
+    """Where a process's records go: a file (standalone) or the master (a worker)."""
+
+    path: Path
+    written: int
+
+    def write(self, record: RequestRecord) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _header(headers: Headers | None, name: str) -> str | None:
@@ -134,14 +253,14 @@ class LlamaUser(FastHttpUser):
 
     settings: ClassVar[LoadSettings] = LoadSettings()
     workload: ClassVar[Workload | None] = None
-    writer: ClassVar[RecordWriter | None] = None
+    writer: ClassVar[RecordSink | None] = None
     _users_started: ClassVar[int] = 0
 
     # Each user sends one request at a time; keep-alive connections are reused between requests.
     concurrency = 1
 
     @classmethod
-    def configure(cls, settings: LoadSettings, workload: Workload, writer: RecordWriter) -> None:
+    def configure(cls, settings: LoadSettings, workload: Workload, writer: RecordSink) -> None:
         if cls.writer is not None and cls.writer.path != writer.path:
             cls.writer.close()
         cls.settings, cls.workload = settings, workload

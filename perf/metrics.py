@@ -1,7 +1,7 @@
 """Load metrics computed from raw request records: latencies, throughput, rates, timeline, rate-limit verdict.
 
-Pure functions, no I/O. `summarize` produces the load summary (contract: schema_version 1) that the reports
-package reads; its keys are fixed by that contract, so anything else (notes, token gaps) has its own function.
+Pure functions, no I/O. `summarize` builds the load summary (`spec.load_summary.LoadSummary`, the contract the
+reports package reads); anything the contract has no field for (notes, token gaps) has its own function.
 Token counts come only from `usage`; a request whose server sent none adds no tokens and no ITL.
 """
 
@@ -18,6 +18,18 @@ from typing import Any, Final, Literal, NamedTuple
 import numpy as np
 
 from perf.records import RequestRecord
+from spec.load_summary import (
+    LOAD_SUMMARY_SCHEMA_VERSION,
+    CheckFinding,
+    Goodput,
+    LatencySamples,
+    LatencyStats,
+    LoadSummary,
+    ObjectiveResult,
+    RateLimitResult,
+    ServerMetrics,
+    TimelineBucket,
+)
 
 __all__ = [
     "DEFAULT_BURST_SECONDS",
@@ -31,6 +43,7 @@ __all__ = [
     "itl_ms",
     "latency_stats",
     "limits_from_headers",
+    "measured_window",
     "output_tokens_per_s",
     "rate_limit_verdict",
     "summarize",
@@ -40,7 +53,7 @@ __all__ = [
     "ttft_ms",
 ]
 
-SUMMARY_SCHEMA_VERSION: Final = 1
+SUMMARY_SCHEMA_VERSION: Final = LOAD_SUMMARY_SCHEMA_VERSION
 SAMPLE_CAP: Final = 2000
 """Samples kept per latency in the summary: enough for a histogram or CDF, small enough for a report."""
 DEFAULT_BURST_SECONDS: Final = 10.0
@@ -118,13 +131,13 @@ def output_tokens_per_s(record: RequestRecord) -> float | None:
 # --- aggregates ----------------------------------------------------------------------------------------------
 
 
-def latency_stats(values: Sequence[float]) -> dict[str, float] | None:
+def latency_stats(values: Sequence[float]) -> LatencyStats | None:
     """mean, p50, p90, p95, p99, max (percentiles linearly interpolated, as numpy's default); None when empty."""
     if not values:
         return None
     array = np.asarray(values, dtype=np.float64)
     p50, p90, p95, p99 = (float(value) for value in np.percentile(array, _PERCENTILES))
-    return {"mean": float(array.mean()), "p50": p50, "p90": p90, "p95": p95, "p99": p99, "max": float(array.max())}
+    return LatencyStats(mean=float(array.mean()), p50=p50, p90=p90, p95=p95, p99=p99, max=float(array.max()))
 
 
 def downsample(values: Sequence[float], cap: int = SAMPLE_CAP) -> list[float]:
@@ -143,7 +156,18 @@ def _bucket(t: float, start: float) -> int:
     return max(0, math.floor(t - start))
 
 
-def timeline(records: Sequence[RequestRecord], window: RunWindow) -> list[dict[str, Any]]:
+def measured_window(
+    records: Sequence[RequestRecord], window: RunWindow, warmup_s: float
+) -> tuple[list[RequestRecord], RunWindow]:
+    """The records sent after the warm-up, and the window they are measured over (the warm-up cut off its start)."""
+    if warmup_s <= 0:
+        return list(records), window
+    start = window.start + warmup_s
+    measured = [record for record in records if record.t_send >= start]
+    return measured, RunWindow(start, max(0.0, window.end - start))
+
+
+def timeline(records: Sequence[RequestRecord], window: RunWindow) -> list[TimelineBucket]:
     """Per-second buckets from the window's start.
 
     A request counts as accepted (2xx) or rejected (429) in the second it was sent, when the server decided;
@@ -162,7 +186,7 @@ def timeline(records: Sequence[RequestRecord], window: RunWindow) -> list[dict[s
         if record.ok and record.completion_tokens:
             tokens[min(_bucket(record.t_end, window.start), count - 1)] += record.completion_tokens
     return [
-        {"t": float(index), "accepted": accepted[index], "rejected": rejected[index], "output_tokens": tokens[index]}
+        TimelineBucket(t=float(index), accepted=accepted[index], rejected=rejected[index], output_tokens=tokens[index])
         for index in range(count)
     ]
 
@@ -291,7 +315,7 @@ def _above_limit_reasons(
 
 def rate_limit_verdict(
     records: Sequence[RequestRecord], expectation: RateLimitExpectation, window: RunWindow
-) -> dict[str, Any]:
+) -> RateLimitResult:
     """The summary's `rate_limit` object: offered and accepted rates and a pass/fail verdict with its reasons."""
     minutes = window.duration_s / 60 if window.duration_s > 0 else math.inf
     accepted = [record for record in records if 200 <= record.status < 300]
@@ -353,9 +377,7 @@ def rate_limit_verdict(
             span_s=span_s,
             expectation=expectation,
         )
-    result["verdict"] = "fail" if reasons else "pass"
-    result["reasons"] = reasons
-    return result
+    return RateLimitResult(**result, verdict="fail" if reasons else "pass", reasons=reasons)
 
 
 def summarize(
@@ -367,42 +389,57 @@ def summarize(
     window: RunWindow | None = None,
     rate_limit: RateLimitExpectation | None = None,
     sample_cap: int = SAMPLE_CAP,
-) -> dict[str, Any]:
-    """The load summary of a run (contract: schema_version 1).
+    warmup_s: float = 0.0,
+    objectives: Sequence[ObjectiveResult] = (),
+    goodput: Goodput | None = None,
+    server_metrics: ServerMetrics | None = None,
+    checks: Sequence[CheckFinding] | None = None,
+    checked_responses: int = 0,
+) -> LoadSummary:
+    """The load summary of a run, over the records sent after `warmup_s` seconds of `window`.
 
     `requests_per_s` counts successful requests (the throughput that was served); offered and rejected load
     are in `requests`, `rejected_429` and `rate_limit`. `output_tokens_per_s` is the completion tokens of
-    successful requests with usage over the window.
+    successful requests with usage over the measured window. Objectives, goodput, server metrics and check
+    findings are computed elsewhere (perf.summary) and carried as given.
     """
-    window = window or RunWindow.of(records)
+    full_window = window or RunWindow.of(records)
+    measured, window = measured_window(records, full_window, warmup_s)
     duration = window.duration_s
-    ok = [record for record in records if record.ok]
-    rejected = sum(record.rejected for record in records)
+    ok = [record for record in measured if record.ok]
+    rejected = sum(record.rejected for record in measured)
     ttft = _present([ttft_ms(record) for record in ok])
     itl = _present([itl_ms(record) for record in ok])
     e2e = _present([e2e_ms(record) for record in ok])
     tokens = sum(record.completion_tokens or 0 for record in ok)
-    return {
-        "schema_version": SUMMARY_SCHEMA_VERSION,
-        "endpoint": endpoint,
-        "scenario": scenario,
-        "started_at": datetime.fromtimestamp(window.start, tz=UTC).isoformat(),
-        "duration_s": duration,
-        "users": users,
-        "requests": len(records),
-        "ok": len(ok),
-        "rejected_429": rejected,
-        "errors": len(records) - len(ok) - rejected,
-        "requests_per_s": len(ok) / duration if duration > 0 else 0.0,
-        "output_tokens_per_s": tokens / duration if duration > 0 else 0.0,
-        "ttft_ms": latency_stats(ttft),
-        "itl_ms": latency_stats(itl),
-        "e2e_ms": latency_stats(e2e),
-        "samples": {
-            "ttft_ms": downsample(ttft, sample_cap),
-            "itl_ms": downsample(itl, sample_cap),
-            "e2e_ms": downsample(e2e, sample_cap),
-        },
-        "timeline": timeline(records, window),
-        "rate_limit": None if rate_limit is None else rate_limit_verdict(records, rate_limit, window),
-    }
+    return LoadSummary(
+        schema_version=SUMMARY_SCHEMA_VERSION,
+        endpoint=endpoint,
+        scenario=scenario,
+        started_at=datetime.fromtimestamp(window.start, tz=UTC),
+        duration_s=duration,
+        users=users,
+        requests=len(measured),
+        ok=len(ok),
+        rejected_429=rejected,
+        errors=len(measured) - len(ok) - rejected,
+        requests_per_s=len(ok) / duration if duration > 0 else 0.0,
+        output_tokens_per_s=tokens / duration if duration > 0 else 0.0,
+        ttft_ms=latency_stats(ttft),
+        itl_ms=latency_stats(itl),
+        e2e_ms=latency_stats(e2e),
+        samples=LatencySamples(
+            ttft_ms=downsample(ttft, sample_cap),
+            itl_ms=downsample(itl, sample_cap),
+            e2e_ms=downsample(e2e, sample_cap),
+        ),
+        timeline=timeline(measured, window),
+        rate_limit=None if rate_limit is None else rate_limit_verdict(measured, rate_limit, window),
+        warmup_s=warmup_s,
+        warmup_requests=len(records) - len(measured),
+        objectives=list(objectives),
+        goodput=goodput,
+        server_metrics=server_metrics,
+        checks=None if checks is None else list(checks),
+        checked_responses=checked_responses,
+    )

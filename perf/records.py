@@ -23,6 +23,7 @@ __all__ = [
     "RecordReadError",
     "RecordWriter",
     "RequestRecord",
+    "encode_record",
     "merge_record_files",
     "read_records",
     "record_file_name",
@@ -98,6 +99,11 @@ class RecordReadError(ValueError):
     """A records file holds a line that is not a valid record."""
 
 
+def encode_record(record: RequestRecord) -> bytes:
+    """One record as a line of a records file (without the newline)."""
+    return _RECORD.dump_json(record)
+
+
 def record_file_name() -> str:
     """This process's records file name: unique per host and process, so workers never share a file."""
     return f"records-{socket.gethostname()}-{os.getpid()}.jsonl"
@@ -112,10 +118,14 @@ class RecordWriter:
         self.written = 0
 
     def write(self, record: RequestRecord) -> None:
+        self.write_line(encode_record(record))
+
+    def write_line(self, line: bytes) -> None:
+        """One record already encoded by `encode_record` (a worker's, forwarded to its master)."""
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("ab")
-        self._file.write(_RECORD.dump_json(record) + b"\n")
+        self._file.write(line + b"\n")
         self.written += 1
 
     def flush(self) -> None:

@@ -27,14 +27,19 @@ from perf.metrics import (
     RateLimitExpectation,
     RunWindow,
     limits_from_headers,
+    measured_window,
     summarize,
     summary_notes,
 )
+from perf.objectives import Objectives, evaluate_objectives, goodput, parse_objectives
 from perf.records import RECORD_FILE_PATTERN, RequestRecord, merge_record_files
 from perf.responses import parse_header_int
 from perf.scenarios import Scenario
+from perf.scrape import Scraper
 from perf.settings import API_KEY_ENV, Arrival, AuthHeader, LoadSettings
 from perf.workload import LengthRange, RequestKind
+from spec.load_regression import run_statistics
+from spec.load_summary import LatencyStats, LoadSummary, ServerMetrics
 
 __all__ = [
     "LOCUSTFILE",
@@ -48,7 +53,10 @@ __all__ = [
     "plan_run",
     "probe_limits",
     "run_load",
+    "run_worker",
     "subprocess_environment",
+    "summarize_records",
+    "worker_command",
 ]
 
 PERF_DIR: Final = Path(__file__).resolve().parent
@@ -84,6 +92,39 @@ class LoadRequest:
     web: bool = False
     web_port: int = 8089
     seed: int = 0
+    warmup_s: float | None = None
+    """Seconds left out of every figure at the start (None: the scenario's); the run is longer by as much."""
+    objectives: Objectives | None = None
+    """None: the scenario's `slo`, if any."""
+    runs: int = 1
+    scrape_metrics: bool = True
+    scrape_interval_s: float = 1.0
+    expect_workers: int = 0
+    """Workers on other machines (`--master`): the master waits for them and binds `master_bind_host`."""
+    master_bind_host: str = "127.0.0.1"
+    master_bind_port: int = 5557
+
+    def __post_init__(self) -> None:
+        if self.runs < 1:
+            raise PlanError("--runs must be at least 1")
+        if self.workers < 0 or self.expect_workers < 0:
+            raise PlanError("worker counts must not be negative")
+        if self.warmup_s is not None and self.warmup_s < 0:
+            raise PlanError("--warmup must not be negative")
+
+    @property
+    def effective_objectives(self) -> Objectives:
+        if self.objectives is not None:
+            return self.objectives
+        return parse_objectives(self.scenario.slo) if self.scenario.slo else Objectives()
+
+    @property
+    def effective_warmup_s(self) -> float:
+        return self.scenario.warmup if self.warmup_s is None else self.warmup_s
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.workers or self.expect_workers)
 
 
 @dataclass(frozen=True)
@@ -98,6 +139,7 @@ class RunPlan:
     offered_rate: float | None
     """Requests/s in all for open-loop arrivals; None for closed loop."""
     rate_limit: RateLimitExpectation | None
+    warmup_s: float = 0.0
 
 
 class PlanError(ValueError):
@@ -161,6 +203,10 @@ def plan_run(request: LoadRequest, limits: tuple[int | None, int | None] = (None
             steps = tuple(step.users or 0 for step in scenario.steps)
         users = max(steps)
         base = replace(base, steps=steps, step_duration=step_duration)
+    warmup_s = request.effective_warmup_s
+    if scenario.shape != "steps":
+        # the warm-up comes on top of the measured duration
+        run_time += warmup_s
     settings = replace(base, arrival=arrival, user_rate=rate / users if rate else 0.0)
     expectation = None
     if scenario.rate_limit is not None:
@@ -179,13 +225,18 @@ def plan_run(request: LoadRequest, limits: tuple[int | None, int | None] = (None
         settings=settings,
         offered_rate=rate,
         rate_limit=expectation,
+        warmup_s=warmup_s,
     )
 
 
 def locust_commands(
     plan: RunPlan, request: LoadRequest, *, csv_prefix: Path, records_dir: Path, master_port: int = 5557
 ) -> list[list[str]]:
-    """The Locust command lines: [standalone or master, *workers]."""
+    """The Locust command lines: [standalone or master, *local workers].
+
+    The locustfile stops the test itself after the run time (its --stop-after, not Locust's -t), so that with
+    workers (local or on other machines) every worker's last records reach the master before it quits.
+    """
     locustfiles = str(LOCUSTFILE) + (f",{SHAPEFILE}" if plan.steps else "")
     settings = replace(plan.settings, records_dir=records_dir)
     main = [
@@ -207,26 +258,35 @@ def locust_commands(
         *settings.locust_arguments(),
     ]
     if not plan.steps:
-        main += ["-u", str(plan.users), "-r", f"{plan.spawn_rate:g}", "-t", f"{math.ceil(plan.run_time_s)}s"]
+        main += ["-u", str(plan.users), "-r", f"{plan.spawn_rate:g}"]
+    if request.distributed or not plan.steps:
+        # one clock for every mode: from the test's start, as the master of distributed runs must keep it
+        main.append(f"--stop-after={plan.run_time_s:g}")
     if request.web:
         main += ["--web-host", "127.0.0.1", "--web-port", str(request.web_port), "--autostart"]
     else:
         main += ["--headless", "--only-summary"]
-    if not request.workers:
+    if not request.distributed:
         return [main]
+    bind_host = request.master_bind_host if request.expect_workers else "127.0.0.1"
     main += [
         "--master",
         "--expect-workers",
-        str(request.workers),
+        str(request.workers + request.expect_workers),
         "--expect-workers-max-wait",
         str(int(_STARTUP_MARGIN_S)),
         "--master-bind-host",
-        "127.0.0.1",
+        bind_host,
         "--master-bind-port",
         str(master_port),
     ]
-    # Workers get the host and the llamacert options from the master with their first spawn message.
-    worker = [
+    worker = worker_command("127.0.0.1", master_port, locustfiles)
+    return [main, *([*worker] for _ in range(request.workers))]
+
+
+def worker_command(master_host: str, master_port: int = 5557, locustfiles: str = str(LOCUSTFILE)) -> list[str]:
+    """A Locust worker of perf/locustfile.py: the host and llamacert options come from the master."""
+    return [
         sys.executable,
         "-m",
         "locust",
@@ -234,11 +294,17 @@ def locust_commands(
         locustfiles,
         "--worker",
         "--master-host",
-        "127.0.0.1",
+        master_host,
         "--master-port",
         str(master_port),
     ]
-    return [main, *([*worker] for _ in range(request.workers))]
+
+
+def run_worker(master_host: str, master_port: int, api_key: str) -> int:
+    """Run one worker for a master on another machine until the master ends the test; Locust's exit code."""
+    return subprocess.run(
+        worker_command(master_host, master_port), env=subprocess_environment(api_key), check=False
+    ).returncode
 
 
 def _auth_headers(api_key: str, auth_header: AuthHeader) -> dict[str, str]:
@@ -280,13 +346,13 @@ def probe_limits(
 class LoadResult:
     """What a run produced."""
 
-    summary: dict[str, Any]
+    summary: LoadSummary
     notes: list[str]
     records: list[RequestRecord]
     out_dir: Path
     locust_returncode: int
     record_files: int
-    """How many Locust processes wrote records (one per worker)."""
+    """How many Locust processes' records were merged (the master's file holds its workers')."""
 
     @property
     def summary_path(self) -> Path:
@@ -294,8 +360,12 @@ class LoadResult:
 
     @property
     def rate_limit_failed(self) -> bool:
-        limit = self.summary["rate_limit"]
-        return limit is not None and limit["verdict"] == "fail"
+        limit = self.summary.rate_limit
+        return limit is not None and limit.verdict == "fail"
+
+    @property
+    def objectives_missed(self) -> bool:
+        return not self.summary.objectives_met
 
 
 def subprocess_environment(api_key: str) -> dict[str, str]:
@@ -347,9 +417,55 @@ def _run_processes(
             _stop(process, grace_s=5)
 
 
+def summarize_records(
+    records: Sequence[RequestRecord],
+    *,
+    request: LoadRequest,
+    users: int,
+    window: RunWindow,
+    warmup_s: float,
+    rate_limit: RateLimitExpectation | None = None,
+    server_metrics: ServerMetrics | None = None,
+) -> LoadSummary:
+    """The summary of a run's records: the measured window's metrics, objectives and goodput."""
+    objectives = request.effective_objectives
+    measured, measured_span = measured_window(records, window, warmup_s)
+    return summarize(
+        records,
+        endpoint=request.endpoint,
+        scenario=request.scenario.name,
+        users=users,
+        window=window,
+        rate_limit=rate_limit,
+        warmup_s=warmup_s,
+        objectives=evaluate_objectives(measured, objectives),
+        goodput=goodput(measured, objectives, measured_span.duration_s) if objectives else None,
+        server_metrics=server_metrics,
+    )
+
+
+def _write_summary(path: Path, summary: LoadSummary) -> None:
+    path.write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
 def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | None] = (None, None)) -> LoadResult:
-    """Run the scenario and write load-summary.json, records.jsonl, Locust's CSVs and locust.log to out_dir."""
-    out_dir = request.out_dir
+    """Run the scenario (`request.runs` times) and write load-summary.json, records.jsonl, Locust's CSVs and
+    locust.log to out_dir; repeated runs each get their own run-N directory, and the summary in out_dir is the
+    last run's with every gate metric's median and range over the runs."""
+    if request.runs == 1:
+        return _run_once(request, request.out_dir, profile_limits)
+    results = [
+        _run_once(request, request.out_dir / f"run-{number}", profile_limits) for number in range(1, request.runs + 1)
+    ]
+    last = results[-1]
+    summary = last.summary.model_copy(update={"runs": run_statistics([result.summary for result in results])})
+    request.out_dir.mkdir(parents=True, exist_ok=True)
+    _write_summary(request.out_dir / "load-summary.json", summary)
+    returncode = next((result.locust_returncode for result in results if result.locust_returncode), 0)
+    return LoadResult(summary, last.notes, last.records, request.out_dir, returncode, last.record_files)
+
+
+def _run_once(request: LoadRequest, out_dir: Path, profile_limits: tuple[int | None, int | None]) -> LoadResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     limits = (request.limit_rpm or profile_limits[0], request.limit_tpm or profile_limits[1])
     if request.scenario.rate_limit is not None and limits == (None, None):
@@ -358,18 +474,28 @@ def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | No
     plan = plan_run(request, limits)
     records_dir = out_dir / ".records"
     shutil.rmtree(records_dir, ignore_errors=True)
+    # remote workers connect to the port the user gave; local ones to any free port
+    master_port = request.master_bind_port if request.expect_workers else free_loopback_port()
     commands = locust_commands(
-        plan,
-        request,
-        csv_prefix=out_dir / CSV_PREFIX,
-        records_dir=records_dir,
-        master_port=free_loopback_port() if request.workers else 5557,
+        plan, request, csv_prefix=out_dir / CSV_PREFIX, records_dir=records_dir, master_port=master_port
     )
     (out_dir / "locust-command.json").write_text(json.dumps(commands, indent=2) + "\n", encoding="utf-8")
+    scraper = None
+    if request.scrape_metrics:
+        scraper = Scraper(
+            f"{request.endpoint.rstrip('/')}/metrics",
+            request.scrape_interval_s,
+            headers=_auth_headers(request.api_key, request.auth_header),
+        )
+        scraper.start()
     started = time.time()
     timeout = math.inf if request.web else plan.run_time_s + request.request_timeout_s + _STARTUP_MARGIN_S
-    with (out_dir / "locust.log").open("wb") as log:
-        returncode = _run_processes(commands, subprocess_environment(request.api_key), log, timeout)
+    try:
+        with (out_dir / "locust.log").open("wb") as log:
+            returncode = _run_processes(commands, subprocess_environment(request.api_key), log, timeout)
+    finally:
+        if scraper is not None:
+            scraper.stop()
     record_files = len(list(records_dir.glob(RECORD_FILE_PATTERN)))
     records = merge_record_files(records_dir, out_dir / "records.jsonl")
     shutil.rmtree(records_dir, ignore_errors=True)
@@ -385,48 +511,74 @@ def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | No
             # Requests still running this long after sending stopped are hung.
             stopped_at=window.start + plan.run_time_s,
         )
-    summary = summarize(
+    measured_start = window.start + plan.warmup_s
+    summary = summarize_records(
         records,
-        endpoint=request.endpoint,
-        scenario=request.scenario.name,
+        request=request,
         users=plan.users,
         window=window,
+        warmup_s=plan.warmup_s,
         rate_limit=expectation,
+        server_metrics=None if scraper is None else scraper.result(measured_start),
     )
-    (out_dir / "load-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _write_summary(out_dir / "load-summary.json", summary)
     return LoadResult(summary, summary_notes(records), records, out_dir, returncode, record_files)
 
 
-def _stats_row(label: str, stats: dict[str, float] | None) -> str:
+def _stats_row(label: str, stats: LatencyStats | None) -> str:
     if stats is None:
         return f"{label:<8} {'-':>9}"
-    return f"{label:<8}" + "".join(f" {stats[key]:>9,.1f}" for key in ("mean", "p50", "p90", "p95", "p99", "max"))
+    values = (stats.mean, stats.p50, stats.p90, stats.p95, stats.p99, stats.max)
+    return f"{label:<8}" + "".join(f" {value:>9,.1f}" for value in values)
 
 
 def format_summary(result: LoadResult) -> str:
     """A short plain-text table of the run."""
     summary = result.summary
+    warmup = f" (after a {summary.warmup_s:g} s warm-up of {summary.warmup_requests:,} requests)"
     lines = [
-        f"scenario {summary['scenario']} on {summary['endpoint']}: {summary['duration_s']:.1f} s, "
-        f"{summary['users']} users",
-        f"requests {summary['requests']:,}: ok {summary['ok']:,}, 429 {summary['rejected_429']:,}, "
-        f"errors {summary['errors']:,}; ok requests/s {summary['requests_per_s']:,.2f}; "
-        f"output tokens/s {summary['output_tokens_per_s']:,.1f}",
-        f"{'':<8}" + "".join(f" {key:>9}" for key in ("mean", "p50", "p90", "p95", "p99", "max")),
-        _stats_row("TTFT ms", summary["ttft_ms"]),
-        _stats_row("ITL ms", summary["itl_ms"]),
-        _stats_row("e2e ms", summary["e2e_ms"]),
+        f"scenario {summary.scenario} on {summary.endpoint}: {summary.duration_s:.1f} s measured"
+        + (warmup if summary.warmup_s else "")
+        + f", {summary.users} users",
+        f"requests {summary.requests:,}: ok {summary.ok:,}, 429 {summary.rejected_429:,}, "
+        f"errors {summary.errors:,}; ok requests/s {summary.requests_per_s:,.2f}; "
+        f"output tokens/s {summary.output_tokens_per_s:,.1f}",
     ]
-    limit = summary["rate_limit"]
-    if limit is not None:
-        rpm = "-" if limit["limit_rpm"] is None else f"{limit['limit_rpm']:,}"
-        tpm = "-" if limit["limit_tpm"] is None else f"{limit['limit_tpm']:,}"
+    if summary.goodput is not None:
+        thresholds = ", ".join(f"{name} <= {value:g} ms" for name, value in summary.goodput.thresholds_ms.items())
         lines.append(
-            f"rate limit {rpm} requests/min, {tpm} tokens/min: offered {limit['offered_rpm']:,.1f} requests/min, "
-            f"accepted {limit['accepted_rpm']:,.1f} requests/min and {limit['accepted_tpm']:,.0f} tokens/min: "
-            f"{limit['verdict'].upper()}"
+            f"goodput {summary.goodput.requests_per_s:,.2f} requests/s, "
+            f"{summary.goodput.output_tokens_per_s:,.1f} output tokens/s "
+            f"({summary.goodput.good_requests:,} requests with {thresholds or 'no per-request threshold'})"
         )
-        lines += [f"  - {reason}" for reason in limit["reasons"]]
+    lines += [
+        f"{'':<8}" + "".join(f" {key:>9}" for key in ("mean", "p50", "p90", "p95", "p99", "max")),
+        _stats_row("TTFT ms", summary.ttft_ms),
+        _stats_row("ITL ms", summary.itl_ms),
+        _stats_row("e2e ms", summary.e2e_ms),
+    ]
+    for objective in summary.objectives:
+        lines.append(f"objective {objective.name}: {'met' if objective.met else 'MISSED'}: {objective.text}")
+    limit = summary.rate_limit
+    if limit is not None:
+        rpm = "-" if limit.limit_rpm is None else f"{limit.limit_rpm:,}"
+        tpm = "-" if limit.limit_tpm is None else f"{limit.limit_tpm:,}"
+        lines.append(
+            f"rate limit {rpm} requests/min, {tpm} tokens/min: offered {limit.offered_rpm:,.1f} requests/min, "
+            f"accepted {limit.accepted_rpm:,.1f} requests/min and {limit.accepted_tpm:,.0f} tokens/min: "
+            f"{limit.verdict.upper()}"
+        )
+        lines += [f"  - {reason}" for reason in limit.reasons]
+    if summary.runs is not None:
+        lines.append(f"{summary.runs.runs} runs (median, range):")
+        for name, runs in summary.runs.metrics.items():
+            lines.append(f"  {name}: {runs.median:,.2f} ({runs.low:,.2f} to {runs.high:,.2f})")
+    server = summary.server_metrics
+    if server is not None:
+        found = ", ".join(series.name for series in server.series) or "no known series"
+        lines.append(f"server metrics: {server.scrapes} scrapes of {server.url}: {found}")
+        if server.note:
+            lines.append(f"  - {server.note}")
     lines += [f"note: {note}" for note in result.notes]
     if result.locust_returncode != 0:
         lines.append(f"note: Locust exited with {result.locust_returncode}; see {result.out_dir / 'locust.log'}")

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal, Self
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from perf.objectives import parse_objectives
 from perf.workload import Api, LengthRange, RequestKind, RouteFamily
 
 __all__ = [
@@ -52,6 +53,13 @@ def parse_duration(value: str | float) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _warmup(value: str | float) -> float:
+    return 0.0 if value in (0, "0", "0s", "") else parse_duration(value)
+
+
+Warmup = Annotated[float, BeforeValidator(_warmup)]
 
 
 def _length(value: Any) -> str:
@@ -122,6 +130,8 @@ class Scenario(_ScenarioModel):
     prompt_file: Path | None = None
     honour_retry_after: bool = True
     rate_limit: RateLimitPlan | None = None
+    warmup: Warmup = Field(default=0.0, description="Seconds at the start left out of every figure.")
+    slo: str | None = Field(default=None, description="Objectives, as --slo takes them: ttft_p95=500ms,errors=1%")
 
     @model_validator(mode="after")
     def _shape_needs(self) -> Self:
@@ -139,6 +149,8 @@ class Scenario(_ScenarioModel):
             raise ValueError("steps are only for shape steps")
         if not self.requests:
             raise ValueError("requests must not be empty")
+        if self.slo is not None:
+            parse_objectives(self.slo)
         return self
 
     @property

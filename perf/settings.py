@@ -110,6 +110,16 @@ OPTIONS: Final[tuple[Option, ...]] = (
         {"default": "", "help": "Stepped sweep (perf/shapes.py): users per step, comma-separated, e.g. 1,2,4,8."},
     ),
     Option("--step-duration", {"type": float, "default": 30.0, "help": "Stepped sweep: seconds per step."}),
+    Option(
+        "--stop-after",
+        {
+            "type": float,
+            "default": 0.0,
+            "include_in_web_ui": False,
+            "help": "Master: stop the test after this many seconds, wait for every worker's last records, quit "
+            "(instead of -t, which quits before workers finish their requests in flight).",
+        },
+    ),
 )
 
 

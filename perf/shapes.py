@@ -27,7 +27,8 @@ class StepShape(LoadTestShape):
         elapsed: float = self.get_run_time()  # type: ignore[no-untyped-call]  # locust leaves it unannotated
         index = int(elapsed // step_duration)
         if index >= len(steps):
-            return None
+            # with --stop-after the master ends the test itself, once its workers' last records are in
+            return (steps[-1], float(max(steps))) if float(getattr(options, "stop_after", 0) or 0) > 0 else None
         # Reach each step within about a second, so the step's whole duration runs at its load.
         spawn_rate = max(1.0, float(max(steps)))
         return steps[index], spawn_rate

@@ -23,6 +23,7 @@ from reference_server.chat import ChatApi
 from reference_server.completions import CompletionsApi
 from reference_server.errors import ApiError, error_response
 from reference_server.faults import FaultBarrier
+from reference_server.metrics import install_metrics
 from reference_server.moderation import ContentSafety
 from reference_server.ratelimit import RateLimiter, rate_limit_headers
 from reference_server.serving import ApiFamily, AppState, GenerationEndpoint, app_state, authenticate
@@ -120,4 +121,5 @@ def create_app(
     )
     gate = GenerationGate(backend.info.concurrency, settings.max_waiting, settings.slot_wait_s)
     app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety, gate)
+    app.state.llamacert.metrics = install_metrics(app, rate_limiter, gate)
     return app

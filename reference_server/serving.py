@@ -37,6 +37,7 @@ from reference_server.drain import Drain
 from reference_server.edge import BodyLimits, read_json_object, refuse_costly_stops
 from reference_server.errors import ApiError, from_validation_error
 from reference_server.faults import request_id_of
+from reference_server.metrics import ServerMetrics
 from reference_server.moderation import ContentSafety, StreamModerator
 from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
 from reference_server.settings import ServerSettings
@@ -67,6 +68,7 @@ class AppState:
     gate: GenerationGate
     drain: Drain = field(default_factory=Drain)
     openapi_json: bytes = field(default_factory=lambda: json.dumps(load_document()).encode())
+    metrics: ServerMetrics | None = None
 
     @property
     def body_limits(self) -> BodyLimits:
@@ -132,8 +134,8 @@ class Prepared:
 
     params: GenerationParameters
     options: SamplingOptions
-    prompt: str
-    prompt_tokens: int
+    prompt_ids: list[int]
+    """The prompt as the model sees it: tokenized once, here, and handed to the backend."""
     request_id: str
     ticket: Ticket | None
     limit_headers: dict[str, str]
@@ -141,6 +143,10 @@ class Prepared:
     model_name: str
     prompt_unmoderated: bool = False
     """Content safety could not judge the prompt: nothing is generated from it (D24)."""
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt_ids)
 
     @property
     def want_logprobs(self) -> bool:
@@ -258,7 +264,8 @@ class GenerationEndpoint:
         refuse_costly_stops(params.stop_sequences, state.settings.max_stop_chars)
         prompt, texts = await self.family.prompt(params, state.backend)
         prompt_param = self.family.prompt_param
-        prompt_tokens = len(await state.backend.tokenize(prompt))
+        prompt_ids = await state.backend.tokenize(prompt)
+        prompt_tokens = len(prompt_ids)
         if prompt_tokens == 0:
             raise ApiError(
                 400, "invalid_request", "the prompt has no tokens: there is nothing to continue", param=prompt_param
@@ -283,6 +290,8 @@ class GenerationEndpoint:
             estimate = prompt_tokens + params.max_tokens * max(params.n, options.best_of)
             admission = state.rate_limiter.admit(estimate)
             if isinstance(admission, Rejection):
+                if state.metrics is not None:
+                    state.metrics.count_rejection(admission.reason)
                 rejection_headers = rate_limit_headers(state.rate_limiter.snapshot(), admission)
                 if admission.reason == "too_large":
                     raise ApiError(
@@ -298,8 +307,7 @@ class GenerationEndpoint:
         return Prepared(
             params=params,
             options=options,
-            prompt=prompt,
-            prompt_tokens=prompt_tokens,
+            prompt_ids=prompt_ids,
             request_id=f"{self.family.id_prefix}-{request_id_of(request)}",
             ticket=ticket,
             limit_headers=limit_headers,
@@ -309,6 +317,8 @@ class GenerationEndpoint:
         )
 
     def _settle(self, state: AppState, prepared: Prepared, generated_tokens: int) -> None:
+        if state.metrics is not None:
+            state.metrics.count_tokens(prepared.prompt_tokens, generated_tokens)
         if state.rate_limiter is not None and prepared.ticket is not None:
             state.rate_limiter.settle(prepared.ticket, prepared.prompt_tokens + generated_tokens)
 
@@ -323,15 +333,15 @@ class GenerationEndpoint:
     async def _generate(self, state: AppState, prepared: Prepared) -> Generation:
         if prepared.prompt_unmoderated:
             empty = [Choice(index, [], "content_filter_error") for index in range(prepared.options.n)]
-            return Generation(choices=empty, prompt_tokens=prepared.prompt_tokens, generated_tokens=0)
-        return await state.backend.generate(prepared.prompt, prepared.options, prepared.request_id)
+            return Generation(choices=empty, generated_tokens=0)
+        return await state.backend.generate(prepared.prompt_ids, prepared.options, prepared.request_id)
 
     async def _deltas(self, state: AppState, prepared: Prepared) -> AsyncIterator[ChoiceDelta]:
         if prepared.prompt_unmoderated:
             for index in range(prepared.options.n):
-                yield ChoiceDelta(index, "", [], "content_filter_error")
+                yield ChoiceDelta(index, [], "content_filter_error")
             return
-        async for delta in state.backend.stream(prepared.prompt, prepared.options, prepared.request_id):
+        async for delta in state.backend.stream(prepared.prompt_ids, prepared.options, prepared.request_id):
             yield delta
 
     async def _complete(self, state: AppState, prepared: Prepared) -> Response:

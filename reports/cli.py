@@ -7,6 +7,7 @@ import sys
 
 from reports.compare import DEFAULT_TOLERANCE_PCT, compare_reports, format_comparison
 from reports.model import Report, ReportInputError
+from spec.load_regression import ToleranceError, parse_tolerance_pct
 
 __all__ = ["compare_main"]
 
@@ -16,14 +17,11 @@ EXIT_BAD_INPUT = 2
 
 
 def _tolerance(text: str) -> float:
-    """A tolerance in percent: `10%` or `10`."""
+    """A tolerance in percent (spec.load_regression's one meaning): `10%` or `10`."""
     try:
-        value = float(text.strip().removesuffix("%"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a percentage: {text!r} (write it like 10%)") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"the tolerance must be a percentage of 0 or more, got {text!r}")
-    return value
+        return parse_tolerance_pct(text)
+    except ToleranceError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _compare_parser() -> argparse.ArgumentParser:
@@ -39,7 +37,8 @@ def _compare_parser() -> argparse.ArgumentParser:
         type=_tolerance,
         default=DEFAULT_TOLERANCE_PCT,
         metavar="PCT",
-        help=f"how much worse a metric may get before it counts as a regression (default: {DEFAULT_TOLERANCE_PCT:g}%%)",
+        help="how much worse than OLD a metric may get, in percent of OLD, before it counts as a regression "
+        f"(default: {DEFAULT_TOLERANCE_PCT:g}%%); repeated runs' spread widens it",
     )
     return parser
 

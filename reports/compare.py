@@ -1,39 +1,25 @@
 """Compare two reports: rules that newly fail or pass, load metrics that moved, and whether that is a regression.
 
-A regression is a rule that newly fails, or a metric worse than before by more than the tolerance.
+A regression is a rule that newly fails, or a load metric worse than before by more than the tolerance and the
+run-to-run spread; the metrics, the tolerance and that judgement are spec.load_regression's, the same engine
+`llamacert load --baseline` uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal, NamedTuple
+from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from reports.model import LoadSection, Outcome, Report, VerdictStatus
+from spec.load_regression import DEFAULT_TOLERANCE_PCT, MetricStatus, MetricVerdict, judge_all, metric_values
 
 __all__ = ["DEFAULT_TOLERANCE_PCT", "Comparison", "MetricChange", "RuleChange", "compare_reports", "format_comparison"]
 
-DEFAULT_TOLERANCE_PCT = 10.0
 _BAD_OUTCOMES: frozenset[Outcome | None] = frozenset({"fail", "error"})
 
 Better = Literal["lower", "higher"]
-MetricStatus = Literal["regressed", "improved", "unchanged", "n/a"]
-
-
-class _Metric(NamedTuple):
-    name: str
-    better: Better
-    read: Callable[[LoadSection], float | None]
-
-
-_METRICS = (
-    _Metric("median TTFT (ms)", "lower", lambda load: load.ttft_ms.p50 if load.ttft_ms else None),
-    _Metric("p95 e2e latency (ms)", "lower", lambda load: load.e2e_ms.p95 if load.e2e_ms else None),
-    _Metric("output tokens/s", "higher", lambda load: load.output_tokens_per_s),
-    _Metric("requests/s", "higher", lambda load: load.requests_per_s),
-    _Metric("error rate (%)", "lower", lambda load: 100 * load.error_rate if load.requests else None),
-)
 
 
 class _ComparisonModel(BaseModel):
@@ -50,15 +36,34 @@ class RuleChange(_ComparisonModel):
 
 
 class MetricChange(_ComparisonModel):
-    """One load metric of one scenario, before and after."""
+    """One load metric of one scenario, before and after (medians of repeated runs when there were some)."""
 
     scenario: str
     metric: str
     better: Better
     old: float | None
     new: float | None
+    old_spread: float | None
+    new_spread: float | None
+    margin: float | None
+    """How far the metric could move the worse way without counting: max(tolerance, either spread, floor)."""
     change_pct: float | None
     status: MetricStatus
+
+    @classmethod
+    def of(cls, scenario: str, verdict: MetricVerdict) -> MetricChange:
+        return cls(
+            scenario=scenario,
+            metric=verdict.metric.label + (f" ({verdict.metric.unit})" if verdict.metric.unit in ("ms", "%") else ""),
+            better=verdict.metric.better,
+            old=None if verdict.baseline is None else verdict.baseline.median,
+            new=None if verdict.current is None else verdict.current.median,
+            old_spread=None if verdict.baseline is None else verdict.baseline.spread,
+            new_spread=None if verdict.current is None else verdict.current.spread,
+            margin=verdict.margin,
+            change_pct=verdict.change_pct,
+            status=verdict.status,
+        )
 
 
 class Comparison(_ComparisonModel):
@@ -80,7 +85,8 @@ class Comparison(_ComparisonModel):
             for change in self.newly_failing
         ]
         metrics = [
-            f"{change.scenario}: {change.metric} {_worse_by(change)}, beyond the {self.tolerance_pct:g}% tolerance"
+            f"{change.scenario}: {change.metric} {_worse_by(change)}, beyond the allowed {_number(change.margin)} "
+            f"(the {self.tolerance_pct:g}% tolerance or the run-to-run spread, whichever is larger)"
             for change in self.metrics
             if change.status == "regressed"
         ]
@@ -94,32 +100,6 @@ class Comparison(_ComparisonModel):
 def _worse_by(change: MetricChange) -> str:
     moved = f"{_number(change.old)} -> {_number(change.new)}"
     return f"went {moved}" if change.change_pct is None else f"moved {change.change_pct:+.1f}% ({moved})"
-
-
-def _judge_metric(
-    scenario: str, metric: _Metric, old: float | None, new: float | None, tolerance: float
-) -> MetricChange:
-    change_pct: float | None = None
-    status: MetricStatus
-    if old is None or new is None:
-        status = "n/a"
-    elif old == 0:
-        # No percentage exists; any move away from zero counts in full (errors appearing is a regression).
-        worse = new > old if metric.better == "lower" else new < old
-        status = "unchanged" if new == old else "regressed" if worse else "improved"
-    else:
-        change_pct = 100 * (new - old) / abs(old)
-        worse_pct = change_pct if metric.better == "lower" else -change_pct
-        status = "regressed" if worse_pct > tolerance else "improved" if worse_pct < -tolerance else "unchanged"
-    return MetricChange(
-        scenario=scenario,
-        metric=metric.name,
-        better=metric.better,
-        old=old,
-        new=new,
-        change_pct=change_pct,
-        status=status,
-    )
 
 
 def _by_scenario(loads: Sequence[LoadSection]) -> dict[str, LoadSection]:
@@ -141,7 +121,8 @@ def _outcomes(report: Report) -> dict[str, tuple[str, Outcome]] | None:
 
 
 def compare_reports(old: Report, new: Report, tolerance_pct: float = DEFAULT_TOLERANCE_PCT) -> Comparison:
-    """What changed from `old` to `new`; a metric regresses when it is worse by more than `tolerance_pct` percent."""
+    """What changed from `old` to `new`; a metric regresses when it is worse by more than `tolerance_pct` percent
+    of the old value and more than the spread either report measured over repeated runs."""
     if tolerance_pct < 0:
         raise ValueError(f"the tolerance must not be negative, got {tolerance_pct}%")
     notes: list[str] = []
@@ -166,12 +147,10 @@ def compare_reports(old: Report, new: Report, tolerance_pct: float = DEFAULT_TOL
                 notes.append(f"rule {rule_id} is only in the old report")
     old_loads, new_loads = _by_scenario(old.loads), _by_scenario(new.loads)
     metrics = [
-        _judge_metric(
-            scenario, metric, metric.read(old_loads[scenario]), metric.read(new_loads[scenario]), tolerance_pct
-        )
+        MetricChange.of(scenario, verdict)
         for scenario in old_loads
         if scenario in new_loads
-        for metric in _METRICS
+        for verdict in judge_all(metric_values(old_loads[scenario]), metric_values(new_loads[scenario]), tolerance_pct)
     ]
     notes += [f"load scenario {name!r} is only in the old report" for name in old_loads if name not in new_loads]
     notes += [f"load scenario {name!r} is only in the new report" for name in new_loads if name not in old_loads]
@@ -188,6 +167,11 @@ def compare_reports(old: Report, new: Report, tolerance_pct: float = DEFAULT_TOL
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def _spread(spread: float | None) -> str:
+    """` (range 12)` after a median of repeated runs; nothing for a single run."""
+    return "" if not spread else f" (range {_number(spread)})"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int]) -> list[str]:
@@ -228,15 +212,17 @@ def format_comparison(comparison: Comparison, old_label: str = "old", new_label:
             change.scenario,
             change.metric,
             f"{change.better} is better",
-            _number(change.old),
-            _number(change.new),
+            _number(change.old) + _spread(change.old_spread),
+            _number(change.new) + _spread(change.new_spread),
             "-" if change.change_pct is None else f"{change.change_pct:+.1f}%",
+            "-" if change.margin is None else f"+-{_number(change.margin)}",
             change.status.upper() if change.status == "regressed" else change.status,
         ]
         for change in comparison.metrics
+        if change.status != "n/a" or change.old is not None or change.new is not None
     ]
-    header = ["scenario", "metric", "direction", "old", "new", "change", "status"]
-    lines += _table(header, rows, frozenset({3, 4, 5})) if rows else ["  none compared"]
+    header = ["scenario", "metric", "direction", "old", "new", "change", "allowed", "status"]
+    lines += _table(header, rows, frozenset({3, 4, 5, 6})) if rows else ["  none compared"]
     if comparison.notes:
         lines += ["", "Notes", *(f"  - {note}" for note in comparison.notes)]
     lines.append("")

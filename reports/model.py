@@ -28,6 +28,14 @@ from pydantic import (
     model_validator,
 )
 
+from spec.load_summary import (
+    READABLE_LOAD_SUMMARY_VERSIONS,
+    LatencySamples,
+    LatencyStats,
+    LoadSummary,
+    RateLimitResult,
+    TimelineBucket,
+)
 from spec.profiles import Profile, load_profiles
 
 __all__ = [
@@ -59,7 +67,7 @@ __all__ = [
 REPORT_SCHEMA_VERSION: Final = 1
 """Version of report.json; bump it on any change that an older reader could misread."""
 INPUT_SCHEMA_VERSION: Final = 1
-"""Version of the conformance results and load summary files this module reads."""
+"""Version of the conformance results file this module reads (load summaries: spec.load_summary)."""
 
 Outcome = Literal["pass", "fail", "skip", "error", "not-run"]
 """What happened to a rule, from pytest's own reports: `error` its test crashed, `not-run` nothing exercised it."""
@@ -287,85 +295,30 @@ class ConformanceSection(_ReportModel):
             raise ReportInputError(f"conformance results: {_describe(error)}") from None
 
 
-class LatencyStats(_ReportModel):
-    """Summary statistics of one latency, in milliseconds."""
-
-    mean: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    max: float
-
-
-class LatencySamples(_ReportModel):
-    """A capped sample of per-request latencies, in milliseconds, kept for plots."""
-
-    ttft_ms: list[float]
-    itl_ms: list[float]
-    e2e_ms: list[float]
-
-
-class TimelineBucket(_ReportModel):
-    """One second of a load run."""
-
-    t: float = Field(description="Seconds since the run started.")
-    accepted: int = Field(ge=0)
-    rejected: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
-
-
-class RateLimitResult(_ReportModel):
-    """Whether the endpoint enforced the profile's rate limits, as judged by the load test."""
-
-    limit_rpm: int | None
-    limit_tpm: int | None
-    offered_rpm: float
-    accepted_rpm: float
-    accepted_tpm: float
-    verdict: Literal["pass", "fail"]
-    reasons: list[str]
-
-
-class LoadSection(_ReportModel):
-    """One load scenario's summary (contract: load summary, schema_version 1)."""
-
-    endpoint: str
-    scenario: str
-    started_at: Timestamp
-    duration_s: float = Field(ge=0)
-    users: int = Field(ge=0)
-    requests: int = Field(ge=0)
-    ok: int = Field(ge=0)
-    rejected_429: int = Field(ge=0)
-    errors: int = Field(ge=0)
-    requests_per_s: float
-    output_tokens_per_s: float
-    ttft_ms: LatencyStats | None = Field(description="None when no request streamed.")
-    itl_ms: LatencyStats | None = Field(description="None when no request streamed.")
-    # The contract makes e2e_ms always present; a run where no request completed has nothing to summarize.
-    e2e_ms: LatencyStats | None
-    samples: LatencySamples
-    timeline: list[TimelineBucket]
-    rate_limit: RateLimitResult | None
+class LoadSection(LoadSummary):
+    """One load scenario's summary: the producer's model itself (spec/load_summary.py), read from its file."""
 
     @property
     def finished_at(self) -> datetime:
         return self.started_at + timedelta(seconds=self.duration_s)
 
-    @property
-    def error_rate(self) -> float:
-        """Errors (not 429 rejections) per request sent."""
-        return self.errors / self.requests if self.requests else 0.0
-
     @classmethod
-    def from_summary(cls, data: Mapping[str, Any]) -> LoadSection:
-        """The section for a load summary file."""
-        fields = _check_version(data, INPUT_SCHEMA_VERSION, "load summary")
+    def from_summary(cls, data: Mapping[str, Any] | LoadSummary) -> LoadSection:
+        """The section for a load summary (its parsed JSON, or the model perf built)."""
+        if isinstance(data, LoadSummary):
+            data = data.model_dump(mode="json")
+        if not isinstance(data, Mapping):
+            raise ReportInputError(f"load summary: expected a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if version not in READABLE_LOAD_SUMMARY_VERSIONS:
+            readable = " or ".join(str(v) for v in READABLE_LOAD_SUMMARY_VERSIONS)
+            raise ReportInputError(
+                f"load summary: schema_version is {version!r}; this llamacert reads version {readable}"
+            )
         try:
-            return cls.model_validate(fields)
+            return cls.model_validate(dict(data))
         except ValidationError as error:
-            raise ReportInputError(f"load summary {fields.get('scenario', '?')!r}: {_describe(error)}") from None
+            raise ReportInputError(f"load summary {data.get('scenario', '?')!r}: {_describe(error)}") from None
 
 
 class Verdict(_ReportModel):
@@ -427,8 +380,9 @@ def _judge_conformance(
 
 
 def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[LoadSection]) -> Verdict:
-    """FAIL when a required rule or a rate-limit check failed; INCOMPLETE when a required rule errored, was
-    skipped or did not run, or a part did not run; PASS only when every required rule passed with evidence.
+    """FAIL when a required rule, a rate-limit check, a load objective or a response checked under load failed;
+    INCOMPLETE when a required rule errored, was skipped or did not run, or a part did not run; PASS only when
+    every required rule passed with evidence.
 
     The profile (spec/profiles.yaml `requires`) names the required rules; advisory rules never decide.
     """
@@ -450,6 +404,13 @@ def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[
     for load in loads:
         if load.requests == 0:
             gaps.append(f"load scenario {load.scenario!r} sent no requests")
+        for objective in load.missed_objectives:
+            failures.append(f"load scenario {load.scenario!r} missed objective {objective.name}: {objective.text}")
+        for finding in load.checks or ():
+            failures.append(
+                f"load scenario {load.scenario!r}: {finding.count} sampled responses broke rule {finding.rule_id} "
+                f"under load: {finding.message}"
+            )
         if load.rate_limit is None:
             continue
         limit = load.rate_limit
@@ -508,7 +469,7 @@ class Report(_ReportModel):
     def from_parts(
         cls,
         conformance: Mapping[str, Any] | None,
-        loads: Sequence[Mapping[str, Any]],
+        loads: Sequence[Mapping[str, Any] | LoadSummary],
         profile: str,
         environment: Environment | None = None,
     ) -> Report:

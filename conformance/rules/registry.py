@@ -196,14 +196,16 @@ def judge(
 ) -> list[RuleOutcome]:
     """Every applicable rule over the exchanges: exchange rules once per exchange, probe rules once per probe run.
 
-    Exchanges without a probe label (a load test's responses) meet the exchange rules only.
+    Exchanges without a probe label (a load test's responses) meet the exchange rules only; the busy answers
+    (429, 503) a request met before its retry meet them too.
     """
     chosen = [rule for rule in (RULES.values() if rules is None else rules) if rule.applies(context)]
     outcomes: list[RuleOutcome] = []
-    for exchange in exchanges:
+    answers = [answer for exchange in exchanges for answer in (*exchange.busy_answers, exchange)]
+    for answer in answers:
         for rule in chosen:
             if rule.exchange_check is not None:
-                _judge_one(outcomes, rule, (exchange,), rule.exchange_check, exchange, context)
+                _judge_one(outcomes, rule, (answer,), rule.exchange_check, answer, context)
     for (probe, _), parts in _probe_runs(exchanges).items():
         for rule in chosen:
             if rule.probe == probe and rule.probe_check is not None:

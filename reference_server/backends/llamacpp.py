@@ -33,10 +33,19 @@ from reference_server.backends.base import (
     ChoiceDelta,
     Generation,
     SamplingOptions,
+    plain_chat_prompt,
+    prompt_with_a_start,
 )
 from reference_server.backends.batch_engine import BatchEngine, SequenceModel
 from reference_server.backends.beam import BeamSearch, Hypothesis, ends_hypothesis
-from reference_server.backends.decoding import Aborted, DecodedStep, Logits, SequenceDecoder, log_softmax, mean_logprob
+from reference_server.backends.decoding import (
+    Aborted,
+    DecodedStep,
+    Logits,
+    SequenceDecoder,
+    best_of,
+    log_softmax,
+)
 from reference_server.backends.embedded import ModelNotFound, embedded_model_path
 
 __all__ = [
@@ -303,8 +312,7 @@ class LlamaCppBackend:
         choices = sorted((choice for group in finished for choice in group), key=lambda choice: choice.index)
         return choices, sum(decoder.sampled_tokens for decoder in decoders)
 
-    async def generate(self, prompt: str, options: SamplingOptions, request_id: str) -> Generation:
-        prompt_ids = await self.tokenize(prompt)
+    async def generate(self, prompt_ids: list[int], options: SamplingOptions, request_id: str) -> Generation:
         async with self._admitted(request_id, options.best_of) as lease:
             if options.use_beam_search:
                 await self._evaluate_prompt(lease, prompt_ids, 1)
@@ -329,14 +337,11 @@ class LlamaCppBackend:
                 generated = sum(len(hypothesis.tokens) for hypothesis in hypotheses)
             else:
                 choices, generated = await self._sample(lease, options, prompt_ids, options.best_of, None)
-                if options.best_of > options.n:
-                    choices = sorted(choices, key=mean_logprob, reverse=True)[: options.n]
-            for index, choice in enumerate(choices):
-                choice.index = index
-            return Generation(choices=choices, prompt_tokens=len(prompt_ids), generated_tokens=generated)
+            return Generation(choices=best_of(choices, options.n), generated_tokens=generated)
 
-    async def stream(self, prompt: str, options: SamplingOptions, request_id: str) -> AsyncIterator[ChoiceDelta]:
-        prompt_ids = await self.tokenize(prompt)
+    async def stream(
+        self, prompt_ids: list[int], options: SamplingOptions, request_id: str
+    ) -> AsyncIterator[ChoiceDelta]:
         async with self._admitted(request_id, options.n) as lease:
             loop = asyncio.get_running_loop()
             # the choices' threads post their steps as decoded; the choices' deltas interleave
@@ -344,8 +349,7 @@ class LlamaCppBackend:
 
             def emit(index: int, step: DecodedStep) -> None:
                 if step.tokens or step.finish_reason is not None:
-                    text = "".join(t.text for t in step.tokens)
-                    delta = ChoiceDelta(index, text, step.tokens, step.finish_reason)
+                    delta = ChoiceDelta(index, step.tokens, step.finish_reason)
                     loop.call_soon_threadsafe(deltas.put_nowait, delta)
 
             sampling = asyncio.ensure_future(self._sample(lease, options, prompt_ids, options.n, emit))
@@ -516,14 +520,11 @@ def create_llamacpp_backend(
 
     def tokenize(text: str) -> list[int]:
         tokens: list[int] = llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
-        # llama.cpp drops some control characters entirely; a non-empty prompt still gets a start
-        if not tokens and text:
-            tokens = [bos]
-        return tokens
+        return prompt_with_a_start(tokens, text, bos)
 
     def render_chat(messages: list[ChatTurn]) -> str:
         if renderer is None:
-            return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant:"
+            return plain_chat_prompt(messages)
         rendered: str = renderer(messages)
         return rendered
 

@@ -76,7 +76,7 @@ def test_headless_command() -> None:
     [command] = locust_commands(plan_run(request), request, csv_prefix=Path("o/locust"), records_dir=Path("o/r"))
     assert command[:5] == [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
     text = " ".join(command)
-    for part in ("--headless", "--only-summary", "-u 2", "-t 13s", "--csv o/locust", "--records-dir=o/r",
+    for part in ("--headless", "--only-summary", "-u 2", "--stop-after=12.5", "--csv o/locust", "--records-dir=o/r",
                  "--exit-code-on-error 0", "--stop-timeout 120", "--host http://127.0.0.1:9"):  # fmt: skip
         assert part in text
     assert "secret" not in text

@@ -32,8 +32,12 @@ def backend(loop: asyncio.AbstractEventLoop) -> Iterator[LlamaCppBackend]:
     loop.run_until_complete(created.close())
 
 
+def _ids(backend: LlamaCppBackend, loop: asyncio.AbstractEventLoop, prompt: str) -> list[int]:
+    return loop.run_until_complete(backend.tokenize(prompt))
+
+
 def _text(backend: LlamaCppBackend, loop: asyncio.AbstractEventLoop, prompt: str, options: SamplingOptions) -> str:
-    return loop.run_until_complete(backend.generate(prompt, options, "alone")).choices[0].text
+    return loop.run_until_complete(backend.generate(_ids(backend, loop, prompt), options, "alone")).choices[0].text
 
 
 def test_greedy_tokens_are_the_same_alone_and_in_a_full_batch(
@@ -44,7 +48,7 @@ def test_greedy_tokens_are_the_same_alone_and_in_a_full_batch(
     async def together() -> list[str]:
         # twice as many requests as sequences: the second half joins as the first half finishes,
         # so each prompt is evaluated beside different neighbours than when it ran alone
-        runs = [backend.generate(p, GREEDY, f"r{i}") for i, p in enumerate(PROMPTS * 2)]
+        runs = [backend.generate(await backend.tokenize(p), GREEDY, f"r{i}") for i, p in enumerate(PROMPTS * 2)]
         return [generation.choices[0].text for generation in await asyncio.gather(*runs)]
 
     steps_before = backend._engine.steps
@@ -66,11 +70,18 @@ def test_a_second_request_starts_before_the_first_ends(
                 events.append(name)
 
         long = asyncio.ensure_future(
-            consume("long", backend.stream(PROMPTS[0], SamplingOptions(max_tokens=64, ignore_eos=True), "long"))
+            consume(
+                "long",
+                backend.stream(
+                    await backend.tokenize(PROMPTS[0]), SamplingOptions(max_tokens=64, ignore_eos=True), "long"
+                ),
+            )
         )
         while "long" not in events:
             await asyncio.sleep(0.005)
-        await consume("short", backend.stream(PROMPTS[1], SamplingOptions(max_tokens=4), "short"))
+        await consume(
+            "short", backend.stream(await backend.tokenize(PROMPTS[1]), SamplingOptions(max_tokens=4), "short")
+        )
         await long
         return events.index("short"), len(events) - 1 - events[::-1].index("long")
 
@@ -83,12 +94,15 @@ def test_choices_share_the_prompt_and_are_reproducible_with_a_seed(
 ) -> None:
     # best_of 6 on 4 sequences: the candidates take turns; each is reproducible by its seed
     options = SamplingOptions(max_tokens=8, temperature=0.9, n=2, best_of=6, seed=7)
-    first = loop.run_until_complete(backend.generate(PROMPTS[0], options, "a"))
-    second = loop.run_until_complete(backend.generate(PROMPTS[0], options, "b"))
+    first = loop.run_until_complete(backend.generate(_ids(backend, loop, PROMPTS[0]), options, "a"))
+    second = loop.run_until_complete(backend.generate(_ids(backend, loop, PROMPTS[0]), options, "b"))
     assert [c.text for c in first.choices] == [c.text for c in second.choices]
     assert len(first.choices) == 2 and first.generated_tokens >= 6
     unseeded = SamplingOptions(max_tokens=8, temperature=1.5, n=4, best_of=4)
-    texts = [c.text for c in loop.run_until_complete(backend.generate(PROMPTS[1], unseeded, "c")).choices]
+    texts = [
+        c.text
+        for c in loop.run_until_complete(backend.generate(_ids(backend, loop, PROMPTS[1]), unseeded, "c")).choices
+    ]
     assert len(set(texts)) > 1, "the choices did not sample independently"
 
 
@@ -96,11 +110,13 @@ def test_beam_search_is_the_same_alone_and_beside_other_requests(
     backend: LlamaCppBackend, loop: asyncio.AbstractEventLoop
 ) -> None:
     beam = SamplingOptions(max_tokens=8, temperature=0, n=2, best_of=6, use_beam_search=True)
-    alone = [c.text for c in loop.run_until_complete(backend.generate(PROMPTS[0], beam, "beam")).choices]
+    alone = [
+        c.text for c in loop.run_until_complete(backend.generate(_ids(backend, loop, PROMPTS[0]), beam, "beam")).choices
+    ]
 
     async def beside() -> list[str]:
-        others = [backend.generate(p, GREEDY, f"o{i}") for i, p in enumerate(PROMPTS[1:])]
-        result, *_ = await asyncio.gather(backend.generate(PROMPTS[0], beam, "beam2"), *others)
+        others = [backend.generate(await backend.tokenize(p), GREEDY, f"o{i}") for i, p in enumerate(PROMPTS[1:])]
+        result, *_ = await asyncio.gather(backend.generate(await backend.tokenize(PROMPTS[0]), beam, "beam2"), *others)
         return [c.text for c in result.choices]
 
     assert loop.run_until_complete(beside()) == alone
@@ -110,10 +126,10 @@ def test_beam_search_is_the_same_alone_and_beside_other_requests(
 def test_an_abort_stops_the_request_and_frees_its_sequences(
     backend: LlamaCppBackend, loop: asyncio.AbstractEventLoop
 ) -> None:
-    long = SamplingOptions(max_tokens=900, ignore_eos=True, n=3)
+    long = SamplingOptions(max_tokens=900, ignore_eos=True, n=3, best_of=3)
 
     async def abort_one() -> None:
-        running = asyncio.ensure_future(backend.generate(PROMPTS[0], long, "doomed"))
+        running = asyncio.ensure_future(backend.generate(await backend.tokenize(PROMPTS[0]), long, "doomed"))
         await asyncio.sleep(0.3)
         steps = backend._engine.steps
         await backend.abort("doomed")
@@ -132,10 +148,14 @@ def test_a_waiting_request_whose_task_is_cancelled_never_starts(
 ) -> None:
     async def scenario() -> None:
         hold = asyncio.ensure_future(
-            backend.generate(PROMPTS[0], SamplingOptions(max_tokens=40, ignore_eos=True, n=4), "hold")
+            backend.generate(
+                await backend.tokenize(PROMPTS[0]),
+                SamplingOptions(max_tokens=40, ignore_eos=True, n=4, best_of=4),
+                "hold",
+            )
         )
         await asyncio.sleep(0.05)
-        waiting = asyncio.ensure_future(backend.generate(PROMPTS[1], GREEDY, "waiting"))
+        waiting = asyncio.ensure_future(backend.generate(await backend.tokenize(PROMPTS[1]), GREEDY, "waiting"))
         await asyncio.sleep(0.05)
         assert backend.in_flight == 2
         waiting.cancel()
