@@ -33,6 +33,7 @@ from reference_server.backends.base import (
     Generation,
     SamplingOptions,
 )
+from reference_server.disconnect import CLIENT_CLOSED_STATUS, ClientGone, unless_disconnected
 from reference_server.drain import Drain
 from reference_server.edge import BodyLimits, read_json_object, refuse_costly_stops
 from reference_server.errors import ApiError, from_validation_error
@@ -276,8 +277,12 @@ class GenerationEndpoint:
             raise state.drain.refusal()
         prepared = await self._prepare(request, state)
         try:
-            # admitted (or refused with 503) before any status is sent, streamed or not (D56)
-            permit = await state.gate.admit()
+            # admitted (or refused with 503) before any status is sent, streamed or not (D56); a
+            # request whose client leaves while it waits never starts
+            permit = await unless_disconnected(request, state.gate.admit())
+        except ClientGone:
+            self._settle(state, prepared, 0)
+            return Response(status_code=CLIENT_CLOSED_STATUS)
         except BaseException:
             self._settle(state, prepared, 0)
             raise
@@ -290,7 +295,11 @@ class GenerationEndpoint:
             )
         try:
             async with state.drain.deadline():
-                return await self._complete(state, prepared)
+                # a client that leaves cancels its generation within one decode step
+                return await unless_disconnected(request, self._complete(state, prepared))
+        except ClientGone:
+            self._settle(state, prepared, 0)
+            return Response(status_code=CLIENT_CLOSED_STATUS)
         except TimeoutError:
             self._settle(state, prepared, 0)
             if not state.drain.expired():
