@@ -56,7 +56,8 @@ def _cheap(body: Any, mode: str) -> Any:
     body = {"max_tokens": 1, **body}
     for name, cap in (("max_tokens", 2), ("n", 1), ("best_of", 2)):
         value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+        # 409.0 is an integer to JSON Schema, and costs 409 tokens
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > cap:
             body[name] = cap
     return body
 
