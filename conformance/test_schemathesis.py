@@ -164,7 +164,7 @@ def test_invalid_requests_from_the_spec(case: Any, suite: Suite) -> None:
     if isinstance(body, bytes) or not isinstance(body, dict | list | str | int | float | bool | None):
         # a body that is not JSON at all, or none (schemathesis's NotSet)
         raw = body if isinstance(body, bytes) else b""
-        verify.post(api.path, None, raw_body=raw, probe="generated_invalid", note="schema-invalid")
+        verify.post(api.path, None, raw_body=raw, probe="generated_invalid", invalid=True, note="schema-invalid")
     else:
-        verify.post(api.path, body, probe="generated_invalid", note="schema-invalid")
+        verify.post(api.path, body, probe="generated_invalid", invalid=True, note="schema-invalid")
     verify.finish()
