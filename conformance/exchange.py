@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
+from spec.models import AZURE_PASS_THROUGH, AZURE_ROUTE_KINDS, AZURE_VERSIONED_ROUTES, azure_extra_members
 from spec.sse import DONE, SseDecoder, SseFraming, SseMessage, encode_event
 
 __all__ = [
@@ -218,10 +219,13 @@ class EndpointClient:
         busy_retries: int = 0,
         max_wait_s: float = 10.0,
         deadline_s: float | None = None,
+        api_version: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.auth = auth
+        self.api_version = api_version
+        """Sent as `?api-version=` on the Azure routes, as azure-ai-inference does (D41); None sends none."""
         self.busy_retries = busy_retries
         self.max_wait_s = max_wait_s
         self.deadline_s = deadline_s if deadline_s is not None else 2 * timeout_s
@@ -236,6 +240,21 @@ class EndpointClient:
         if self.auth == "api-key":
             return {"api-key": self.api_key}
         return {"Authorization": f"Bearer {self.api_key}"}
+
+    @staticmethod
+    def _azure_headers(method: str, path: str, body: Any) -> dict[str, str]:
+        """`extra-parameters: pass-through` on an Azure-route body carrying Llama extras, as the SDK sends it (D40)."""
+        kind = AZURE_ROUTE_KINDS.get(path.partition("?")[0])
+        if method != "POST" or kind is None or not isinstance(body, dict) or not azure_extra_members(body, kind):
+            return {}
+        return dict(AZURE_PASS_THROUGH)
+
+    def _api_version_query(self, path: str) -> dict[str, str]:
+        """The api-version query of an Azure route (sent, not written into the recorded path the rules read)."""
+        route, _, query = path.partition("?")
+        if self.api_version is None or route not in AZURE_VERSIONED_ROUTES or "api-version=" in query:
+            return {}
+        return {"api-version": self.api_version}
 
     def request(
         self,
@@ -272,7 +291,11 @@ class EndpointClient:
         headers: dict[str, str] | None,
         with_auth: bool,
     ) -> Exchange:
-        sent_headers = {**(self.auth_headers() if with_auth else {}), **(headers or {})}
+        sent_headers = {
+            **(self.auth_headers() if with_auth else {}),
+            **self._azure_headers(method, path, body),
+            **(headers or {}),
+        }
         content: bytes | None = raw_body
         if body is not None and raw_body is None:
             content = json.dumps(body).encode()
@@ -288,7 +311,8 @@ class EndpointClient:
         status: int | None = None
         response_headers: dict[str, str] = {}
         try:
-            with self.http.stream(method, path, content=content, headers=sent_headers) as response:
+            query = self._api_version_query(path)
+            with self.http.stream(method, path, content=content, headers=sent_headers, params=query) as response:
                 status, response_headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
                 if response.headers.get("content-type", "").startswith("text/event-stream"):
                     events = []

@@ -28,6 +28,7 @@ from conformance.exchange import EndpointClient, Exchange, ProbeLabel, save_exch
 from conformance.rules import RULES, JudgeContext, RuleOutcome, judge
 from launch import ReferenceServer
 from spec.document import Strictness
+from spec.models import AZURE_API_VERSIONS
 from spec.profiles import get_profile
 
 __all__ = [
@@ -74,6 +75,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="which API to test (default auto: the routes that answer, narrowed by /info; R5)",
     )
     group.addoption("--strictness", choices=["docs", "compat"], help="judge by the docs as written or compat")
+    group.addoption(
+        "--api-version",
+        help=f"api-version sent on the Azure routes (default {AZURE_API_VERSIONS[0]}, the SDK's; 'none' sends none)",
+    )
     group.addoption("--profile", help="deployment profile (spec/profiles.yaml): which rules a verdict requires")
     group.addoption("--quick", action="store_true", default=None, help="a fast subset (about a minute)")
     group.addoption("--results-json", help="write per-rule outcomes (pass/fail/skip/error/not-run) to this file")
@@ -299,6 +304,8 @@ class Suite:
         self.api_key = _option(config, "api_key", "LLAMACERT_API_KEY")
         self.auth_header = _option(config, "auth_header", "LLAMACERT_AUTH_HEADER", "bearer") or "bearer"
         self.routes = _option(config, "routes", "LLAMACERT_ROUTES", "both") or "both"
+        api_version = _option(config, "api_version", "LLAMACERT_API_VERSION", AZURE_API_VERSIONS[0])
+        self.api_version = None if api_version in (None, "", "none") else api_version
         self.model_kind = _option(config, "model_kind", "LLAMACERT_MODEL_KIND", "auto") or "auto"
         self.strictness = Strictness(_option(config, "strictness", "LLAMACERT_STRICTNESS", "docs") or "docs")
         self.profile = _option(config, "profile", "LLAMACERT_PROFILE")
@@ -345,7 +352,12 @@ class Suite:
                 self.endpoint, self.api_key = self.server.url, self.server.api_key
             assert self.endpoint is not None
             self._client = EndpointClient(
-                self.endpoint, self.api_key, auth=self.auth_header, transport=transport, busy_retries=3
+                self.endpoint,
+                self.api_key,
+                auth=self.auth_header,
+                transport=transport,
+                busy_retries=3,
+                api_version=self.api_version,
             )
             info = self._client.get("/info")
             if info.status == 200 and isinstance(info.json, dict):

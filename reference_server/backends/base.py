@@ -45,6 +45,7 @@ class SamplingOptions:
     stop_token_ids: tuple[int, ...] = ()
     logprobs: int | None = None
     presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     ignore_eos: bool = False
     use_beam_search: bool = False
     skip_special_tokens: bool = True

@@ -1,7 +1,7 @@
 """Token-level generation shared by the token backends (llama.cpp, simulated).
 
 A backend supplies a `TokenModel` (tokenize, next-token logits, token bytes); this module turns it
-into choices: sampling (temperature, top_p, presence_penalty, seed), logprobs, stop strings and
+into choices: sampling (temperature, top_p, presence_penalty, frequency_penalty, seed), logprobs, stop strings and
 stop token ids with usage/logprobs/text kept in agreement (spec D18), n, best_of and beam search.
 """
 
@@ -231,11 +231,14 @@ class SequenceDecoder:
 
     def _sample(self, logits: Logits, generated: list[int], rng: np.random.Generator) -> int:
         options = self.options
-        if options.greedy and not options.presence_penalty:
+        penalised = bool(generated) and bool(options.presence_penalty or options.frequency_penalty)
+        if options.greedy and not penalised:
             return int(np.argmax(logits))  # greedy: no copy of the vocabulary-sized array
         adjusted = logits.astype(np.float64)
-        if options.presence_penalty and generated:
-            adjusted[np.unique(np.asarray(generated))] -= options.presence_penalty
+        if penalised:
+            # OpenAI's definition: presence once per token seen, frequency once per occurrence
+            seen, counts = np.unique(np.asarray(generated), return_counts=True)
+            adjusted[seen] -= options.presence_penalty + options.frequency_penalty * counts
         if options.greedy:
             return int(np.argmax(adjusted))
         if options.temperature != 1.0:

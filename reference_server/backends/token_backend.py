@@ -1,4 +1,4 @@
-"""The Backend interface implemented once over TokenModel instances (llama.cpp, simulated).
+"""The Backend interface over a pool of TokenModel instances, one request per instance (the simulated backend).
 
 Each model instance is owned by one worker thread: every call that touches it runs on that
 thread, so a llama.cpp context is never used concurrently. Requests wait for a free instance

@@ -221,6 +221,7 @@ class VllmBackend:
             temperature=0.0 if greedy else options.temperature,
             top_p=options.top_p,
             presence_penalty=options.presence_penalty,
+            frequency_penalty=options.frequency_penalty,
             # any integer is a seed on the wire; torch wants one in int64
             seed=None if options.seed is None else (options.seed + index) % 2**63,
             ignore_eos=options.ignore_eos,
