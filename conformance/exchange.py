@@ -48,7 +48,16 @@ class RecordedRequest:
 
     @property
     def params(self) -> dict[str, Any]:
-        return self.body if isinstance(self.body, dict) else {}
+        """The parameters the endpoint was asked to honour (on an Azure route, `extra-parameters: drop`
+        removes the Llama extras before the model sees them, D40)."""
+        if not isinstance(self.body, dict):
+            return {}
+        kind = AZURE_ROUTE_KINDS.get(self.path.partition("?")[0])
+        sent = {name.lower(): value for name, value in self.headers.items()}
+        if kind is not None and sent.get("extra-parameters") == "drop":
+            extras = set(azure_extra_members(self.body, kind))
+            return {name: value for name, value in self.body.items() if name not in extras}
+        return self.body
 
 
 @dataclass
@@ -267,11 +276,13 @@ class EndpointClient:
         with_auth: bool = True,
         label: ProbeLabel | None = None,
         retry_busy: bool = True,
+        azure_defaults: bool = True,
     ) -> Exchange:
+        """`azure_defaults`: on the Azure routes, send what the SDK sends (pass-through for Llama extras, D40)."""
         attempts = 1 + (self.busy_retries if retry_busy else 0)
         busy: list[Exchange] = []
         for attempt in range(attempts):
-            exchange = self._send(method, path, body, raw_body, headers, with_auth)
+            exchange = self._send(method, path, body, raw_body, headers, with_auth, azure_defaults)
             if exchange.status not in BUSY_STATUSES or attempt == attempts - 1:
                 break
             busy.append(exchange)
@@ -290,10 +301,11 @@ class EndpointClient:
         raw_body: bytes | None,
         headers: dict[str, str] | None,
         with_auth: bool,
+        azure_defaults: bool,
     ) -> Exchange:
         sent_headers = {
             **(self.auth_headers() if with_auth else {}),
-            **self._azure_headers(method, path, body),
+            **(self._azure_headers(method, path, body) if azure_defaults else {}),
             **(headers or {}),
         }
         content: bytes | None = raw_body
@@ -312,7 +324,10 @@ class EndpointClient:
         response_headers: dict[str, str] = {}
         try:
             query = self._api_version_query(path)
-            with self.http.stream(method, path, content=content, headers=sent_headers, params=query) as response:
+            # params=None, not {}: an empty mapping would replace a query written into the path
+            with self.http.stream(
+                method, path, content=content, headers=sent_headers, params=query or None
+            ) as response:
                 status, response_headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
                 if response.headers.get("content-type", "").startswith("text/event-stream"):
                     events = []

@@ -28,7 +28,7 @@ from conformance.exchange import EndpointClient, Exchange, ProbeLabel, save_exch
 from conformance.rules import RULES, JudgeContext, RuleOutcome, judge
 from launch import ReferenceServer
 from spec.document import Strictness
-from spec.models import AZURE_API_VERSIONS
+from spec.models import AZURE_API_VERSIONS, model_type_api
 from spec.profiles import get_profile
 
 __all__ = [
@@ -373,7 +373,9 @@ class Suite:
             families = families[:1]
         kind = self.model_kind
         if kind == "auto":
-            kind = "completion" if (self.model_info or {}).get("model_type") == "text-generation" else "both"
+            # any of Azure's spellings (D43): text_generation is a base model as text-generation is
+            base_model = model_type_api((self.model_info or {}).get("model_type")) == "completion"
+            kind = "completion" if base_model else "both"
         chats = {"chat": [True], "completion": [False], "both": [False, True]}[kind]
         apis = [Api(family, chat) for family in families for chat in chats]
         if self.model_kind == "auto":

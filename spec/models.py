@@ -57,6 +57,7 @@ __all__ = [
     "TextContentPart",
     "Usage",
     "azure_extra_members",
+    "model_type_api",
 ]
 
 
@@ -116,6 +117,25 @@ AZURE_KNOWN_MEMBERS: dict[str, frozenset[str]] = {
 def azure_extra_members(body: dict[str, Any], kind: str) -> list[str]:
     """The members of a request body that the Azure routes treat as extras (D40), sorted; kind: chat|completion."""
     return sorted(name for name in body if name not in AZURE_KNOWN_MEMBERS[kind])
+
+
+# /info model_type spellings by the API they mean (D43): Azure's sources write all of these.
+_MODEL_TYPE_APIS: dict[str, str] = {
+    "chat-completion": "chat",
+    "chat-completions": "chat",
+    "chat_completion": "chat",
+    "chat_completions": "chat",
+    "chat": "chat",
+    "text-generation": "completion",
+    "text_generation": "completion",
+}
+
+
+def model_type_api(model_type: object) -> str | None:
+    """`chat` or `completion` for an /info model_type in any of Azure's spellings (D43); None when unknown."""
+    if not isinstance(model_type, str):
+        return None
+    return _MODEL_TYPE_APIS.get(model_type.strip().lower())
 
 
 FinishReason = Literal["stop", "length", "content_filter", "content_filter_error"] | None

@@ -174,6 +174,33 @@ def _without_completion_paths(document: Json) -> None:
     document["paths"] = {p: v for p, v in document.get("paths", {}).items() if not p.endswith("completions")}
 
 
+def _keep_alive_pings(
+    path: str, request: Json, status: int, body: bytes, headers: dict[str, str]
+) -> tuple[int, bytes, dict[str, str]]:
+    """`: ping` comments between events, as many proxies and servers send: legal SSE, fatal to azure-ai-inference."""
+    if not headers.get("content-type", "").startswith("text/event-stream"):
+        return status, body, headers
+    blocks = [block for block in body.decode().split("\n\n") if block]
+    return status, "".join(f": ping\n\n{block}\n\n" for block in blocks).encode(), headers
+
+
+def _extra_parameters_ignored(path: str, raw: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    """A server that serves every member whatever the extra-parameters header says (as if always pass-through)."""
+    return raw, {**headers, "extra-parameters": "pass-through"}
+
+
+def _api_version_ignored(
+    path: str, request: Json, status: int, body: bytes, headers: dict[str, str]
+) -> tuple[int, bytes, dict[str, str]]:
+    if status == 400 and b"UnsupportedApiVersion" in body:
+        return (
+            200,
+            json.dumps({"model_name": "x", "model_type": "chat-completion", "model_provider_name": "x"}).encode(),
+            {"content-type": "application/json"},
+        )
+    return status, body, headers
+
+
 DEFECTS: list[Defect] = [
     Defect("no-id", rule="envelope.schema", tests="test_basic_completion", change_json=lambda p, r, b: b.pop("id")),
     Defect(
@@ -512,6 +539,27 @@ DEFECTS: list[Defect] = [
         tests="test_openapi_document",
         change_response=_json_at("/openapi.json", _without_completion_paths),
     ),
+    Defect(
+        "azure-extra-parameters-ignored",
+        rule="azure.extra_parameters",
+        tests="test_extra_parameters_header",
+        routes="azure",
+        change_request=_extra_parameters_ignored,
+    ),
+    Defect(
+        "azure-sse-keep-alive-pings",
+        rule="azure.sse_framing",
+        tests="test_stream_basic",
+        routes="azure",
+        change_response=_keep_alive_pings,
+    ),
+    Defect(
+        "azure-api-version-ignored",
+        rule="azure.api_version",
+        tests="test_unknown_api_version",
+        routes="azure",
+        change_response=_api_version_ignored,
+    ),
 ]
 
 EXEMPT: dict[str, str] = {}
@@ -636,6 +684,16 @@ def test_the_unbroken_reference_passes_every_rule(workdir: Path) -> None:
         run = run_suite(Variant(f"unbroken-{kind}", kind=kind, profile="serverless-llama31"), workdir)
         assert run.exit_status == 0, run.failed()
         assert run.failed() == []
+
+
+def test_the_unbroken_reference_passes_on_the_azure_routes(workdir: Path) -> None:
+    for kind in ("completion", "chat"):
+        azure = Variant(f"unbroken-azure-{kind}", kind=kind, routes="azure", profile="serverless-llama31")
+        run = run_suite(azure, workdir)
+        assert run.exit_status == 0, run.failed()
+        assert {run.outcome(rule) for rule in ("azure.extra_parameters", "azure.api_version", "azure.sse_framing")} == {
+            "pass"
+        }
 
 
 @pytest.mark.parametrize("defect", DEFECTS, ids=[d.name for d in DEFECTS])

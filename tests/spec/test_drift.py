@@ -191,3 +191,16 @@ def test_azure_parameters_match_the_document() -> None:
     parameters = load_document()["components"]["parameters"]
     assert set(parameters["ApiVersion"]["schema"]["enum"]) == set(models.AZURE_API_VERSIONS)
     assert tuple(parameters["ExtraParameters"]["schema"]["enum"]) == models.EXTRA_PARAMETERS_VALUES
+
+
+def test_every_documented_model_type_spelling_names_an_api() -> None:
+    enum = load_document()["components"]["schemas"]["ModelInfo"]["properties"]["model_type"]["enum"]
+    assert {spelling: models.model_type_api(spelling) for spelling in enum} == {
+        "chat-completion": "chat",
+        "chat-completions": "chat",
+        "chat_completion": "chat",
+        "chat": "chat",
+        "text-generation": "completion",
+        "text_generation": "completion",
+    }
+    assert models.model_type_api("embeddings") is None and models.model_type_api(None) is None
