@@ -65,7 +65,7 @@ class ProbeLabel:
     """Why the suite sent a request: the probe (kind of experiment), which run of it, the request's role in it.
 
     Rules over several exchanges read the exchanges of one probe run by role. `valid` says the request is
-    valid by the spec, so refusing it fails the rules of the features it uses; `expect` carries what the
+    valid by the spec, so refusing it fails the rules of the features it uses (or `demands`); `expect` carries what the
     probe knows that the exchange does not (the parameter an invalid request gets wrong, the routes served).
     """
 
@@ -75,6 +75,10 @@ class ProbeLabel:
     note: str = ""
     valid: bool = False
     expect: dict[str, Any] = field(default_factory=dict)
+    demands: list[str] = field(default_factory=list)
+    """The documented features whose rules a refusal fails (empty: every feature the request uses)."""
+    invalid: bool = False
+    """The suite sent it as a request the spec refuses: only the error rules judge its answer."""
 
 
 @dataclass
@@ -102,6 +106,8 @@ class Exchange:
     transport_error: str | None = None
     framing: SseFraming | None = None
     label: ProbeLabel | None = None
+    sent_at_unix: float | None = None
+    """Wall-clock time the request was sent (None for an exchange built from elsewhere, e.g. the docs)."""
     busy_answers: list[Exchange] = field(default_factory=list)
     """Earlier attempts of this request that were answered 429 or 503 and retried (rules judge them too)."""
 
@@ -308,6 +314,7 @@ class EndpointClient:
         if content is not None:
             sent_headers.setdefault("Content-Type", "application/json")
         recorded = RecordedRequest(method, path, body, raw_body, sent_headers)
+        sent_at_unix = time.time()
         started = time.monotonic()
         events: list[SseEvent] | None = None
         first_byte: float | None = None
@@ -348,6 +355,7 @@ class EndpointClient:
                 finished_at=time.monotonic(),
                 transport_error=f"{type(exc).__name__}: {exc}",
                 framing=decoder.framing if events is not None else None,
+                sent_at_unix=sent_at_unix,
             )
         body_text = "".join(chunks)
         return Exchange(
@@ -360,6 +368,7 @@ class EndpointClient:
             first_byte_at=first_byte,
             finished_at=time.monotonic(),
             framing=decoder.framing if events is not None else None,
+            sent_at_unix=sent_at_unix,
         )
 
     def post(self, path: str, body: Any, **kwargs: Any) -> Exchange:

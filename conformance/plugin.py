@@ -16,7 +16,7 @@ import fnmatch
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,11 +244,15 @@ class Verifier:
         role: str = "request",
         run: int | str = 0,
         valid: bool = False,
+        invalid: bool = False,
+        demands: Sequence[str] = (),
         note: str = "",
         expect: dict[str, Any] | None = None,
         **client_options: Any,
     ) -> Exchange:
-        label = ProbeLabel(probe, f"{self.test}#{run}", role, note, valid, dict(expect or {}))
+        """Send one labelled request: `valid` / `invalid` by the spec (or neither: no claim), the features
+        whose rules a refusal fails (`demands`; default every feature it uses)."""
+        label = ProbeLabel(probe, f"{self.test}#{run}", role, note, valid, dict(expect or {}), list(demands), invalid)
         exchange = self.suite.client().request(method, path, body, label=label, **client_options)
         self.exchanges.append(exchange)
         self.suite.exchanges.append(exchange)
