@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
+from spec.models import AZURE_PASS_THROUGH, AZURE_ROUTE_KINDS, AZURE_VERSIONED_ROUTES, azure_extra_members
 from spec.sse import DONE, SseDecoder, SseFraming, SseMessage, encode_event
 
 __all__ = [
@@ -47,7 +48,16 @@ class RecordedRequest:
 
     @property
     def params(self) -> dict[str, Any]:
-        return self.body if isinstance(self.body, dict) else {}
+        """The parameters the endpoint was asked to honour (on an Azure route, `extra-parameters: drop`
+        removes the Llama extras before the model sees them, D40)."""
+        if not isinstance(self.body, dict):
+            return {}
+        kind = AZURE_ROUTE_KINDS.get(self.path.partition("?")[0])
+        sent = {name.lower(): value for name, value in self.headers.items()}
+        if kind is not None and sent.get("extra-parameters") == "drop":
+            extras = set(azure_extra_members(self.body, kind))
+            return {name: value for name, value in self.body.items() if name not in extras}
+        return self.body
 
 
 @dataclass
@@ -55,7 +65,7 @@ class ProbeLabel:
     """Why the suite sent a request: the probe (kind of experiment), which run of it, the request's role in it.
 
     Rules over several exchanges read the exchanges of one probe run by role. `valid` says the request is
-    valid by the spec, so refusing it fails the rules of the features it uses; `expect` carries what the
+    valid by the spec, so refusing it fails the rules of the features it uses (or `demands`); `expect` carries what the
     probe knows that the exchange does not (the parameter an invalid request gets wrong, the routes served).
     """
 
@@ -65,6 +75,10 @@ class ProbeLabel:
     note: str = ""
     valid: bool = False
     expect: dict[str, Any] = field(default_factory=dict)
+    demands: list[str] = field(default_factory=list)
+    """The documented features whose rules a refusal fails (empty: every feature the request uses)."""
+    invalid: bool = False
+    """The suite sent it as a request the spec refuses: only the error rules judge its answer."""
 
 
 @dataclass
@@ -92,6 +106,10 @@ class Exchange:
     transport_error: str | None = None
     framing: SseFraming | None = None
     label: ProbeLabel | None = None
+    sent_at_unix: float | None = None
+    """Wall-clock time the request was sent (None for an exchange built from elsewhere, e.g. the docs)."""
+    busy_answers: list[Exchange] = field(default_factory=list)
+    """Earlier attempts of this request that were answered 429 or 503 and retried (rules judge them too)."""
 
     @property
     def stray_lines(self) -> list[str]:
@@ -210,10 +228,13 @@ class EndpointClient:
         busy_retries: int = 0,
         max_wait_s: float = 10.0,
         deadline_s: float | None = None,
+        api_version: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.auth = auth
+        self.api_version = api_version
+        """Sent as `?api-version=` on the Azure routes, as azure-ai-inference does (D41); None sends none."""
         self.busy_retries = busy_retries
         self.max_wait_s = max_wait_s
         self.deadline_s = deadline_s if deadline_s is not None else 2 * timeout_s
@@ -229,6 +250,21 @@ class EndpointClient:
             return {"api-key": self.api_key}
         return {"Authorization": f"Bearer {self.api_key}"}
 
+    @staticmethod
+    def _azure_headers(method: str, path: str, body: Any) -> dict[str, str]:
+        """`extra-parameters: pass-through` on an Azure-route body carrying Llama extras, as the SDK sends it (D40)."""
+        kind = AZURE_ROUTE_KINDS.get(path.partition("?")[0])
+        if method != "POST" or kind is None or not isinstance(body, dict) or not azure_extra_members(body, kind):
+            return {}
+        return dict(AZURE_PASS_THROUGH)
+
+    def _api_version_query(self, path: str) -> dict[str, str]:
+        """The api-version query of an Azure route (sent, not written into the recorded path the rules read)."""
+        route, _, query = path.partition("?")
+        if self.api_version is None or route not in AZURE_VERSIONED_ROUTES or "api-version=" in query:
+            return {}
+        return {"api-version": self.api_version}
+
     def request(
         self,
         method: str,
@@ -240,16 +276,21 @@ class EndpointClient:
         with_auth: bool = True,
         label: ProbeLabel | None = None,
         retry_busy: bool = True,
+        azure_defaults: bool = True,
     ) -> Exchange:
+        """`azure_defaults`: on the Azure routes, send what the SDK sends (pass-through for Llama extras, D40)."""
         attempts = 1 + (self.busy_retries if retry_busy else 0)
+        busy: list[Exchange] = []
         for attempt in range(attempts):
-            exchange = self._send(method, path, body, raw_body, headers, with_auth)
+            exchange = self._send(method, path, body, raw_body, headers, with_auth, azure_defaults)
             if exchange.status not in BUSY_STATUSES or attempt == attempts - 1:
                 break
+            busy.append(exchange)
             retry_after = exchange.headers.get("retry-after", "1")
             wait = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else 1.0
             time.sleep(min(max(wait, 0.1), self.max_wait_s))
         exchange.label = label
+        exchange.busy_answers = busy
         return exchange
 
     def _send(
@@ -260,14 +301,20 @@ class EndpointClient:
         raw_body: bytes | None,
         headers: dict[str, str] | None,
         with_auth: bool,
+        azure_defaults: bool,
     ) -> Exchange:
-        sent_headers = {**(self.auth_headers() if with_auth else {}), **(headers or {})}
+        sent_headers = {
+            **(self.auth_headers() if with_auth else {}),
+            **(self._azure_headers(method, path, body) if azure_defaults else {}),
+            **(headers or {}),
+        }
         content: bytes | None = raw_body
         if body is not None and raw_body is None:
             content = json.dumps(body).encode()
         if content is not None:
             sent_headers.setdefault("Content-Type", "application/json")
         recorded = RecordedRequest(method, path, body, raw_body, sent_headers)
+        sent_at_unix = time.time()
         started = time.monotonic()
         events: list[SseEvent] | None = None
         first_byte: float | None = None
@@ -276,7 +323,11 @@ class EndpointClient:
         status: int | None = None
         response_headers: dict[str, str] = {}
         try:
-            with self.http.stream(method, path, content=content, headers=sent_headers) as response:
+            query = self._api_version_query(path)
+            # params=None, not {}: an empty mapping would replace a query written into the path
+            with self.http.stream(
+                method, path, content=content, headers=sent_headers, params=query or None
+            ) as response:
                 status, response_headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
                 if response.headers.get("content-type", "").startswith("text/event-stream"):
                     events = []
@@ -304,6 +355,7 @@ class EndpointClient:
                 finished_at=time.monotonic(),
                 transport_error=f"{type(exc).__name__}: {exc}",
                 framing=decoder.framing if events is not None else None,
+                sent_at_unix=sent_at_unix,
             )
         body_text = "".join(chunks)
         return Exchange(
@@ -316,6 +368,7 @@ class EndpointClient:
             first_byte_at=first_byte,
             finished_at=time.monotonic(),
             framing=decoder.framing if events is not None else None,
+            sent_at_unix=sent_at_unix,
         )
 
     def post(self, path: str, body: Any, **kwargs: Any) -> Exchange:

@@ -40,23 +40,32 @@ class _BridgeTransport(httpx.BaseTransport):
 class InProcessApp:
     """An ASGI app served on a background event loop; `transport` is a synchronous httpx transport to it."""
 
-    def __init__(self, app: Any, *, timeout_s: float = 60.0) -> None:
+    def __init__(self, app: Any, *, lifespan_app: Any = None, timeout_s: float = 60.0) -> None:
+        """`lifespan_app`: the Starlette app whose lifespan to run when `app` wraps it (a middleware)."""
         self.app = app
+        self.lifespan_app = lifespan_app if lifespan_app is not None else app
         self.timeout_s = timeout_s
-        self.asgi = httpx.ASGITransport(app=app)
+        # an exception in the app reaches the client as a 500, as it would over the network
+        self.asgi = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         self.transport: httpx.BaseTransport = _BridgeTransport(self)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="in-process-app", daemon=True)
         self._lifespan: AbstractAsyncContextManager[Any] | None = None
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(self.timeout_s)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(self.timeout_s)
+        except TimeoutError:
+            future.cancel()
+            # as a network client would see it: the body did not arrive in time
+            raise httpx.ReadTimeout(f"the in-process app did not answer within {self.timeout_s:.0f} s") from None
 
     def __enter__(self) -> Self:
         self._thread.start()
-        router = getattr(self.app, "router", None)
+        router = getattr(self.lifespan_app, "router", None)
         if router is not None and hasattr(router, "lifespan_context"):
-            lifespan: AbstractAsyncContextManager[Any] = router.lifespan_context(self.app)
+            lifespan: AbstractAsyncContextManager[Any] = router.lifespan_context(self.lifespan_app)
             self._lifespan = lifespan
             self.run(lifespan.__aenter__())
         return self

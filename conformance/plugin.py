@@ -16,7 +16,7 @@ import fnmatch
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from conformance.exchange import EndpointClient, Exchange, ProbeLabel, save_exch
 from conformance.rules import RULES, JudgeContext, RuleOutcome, judge
 from launch import ReferenceServer
 from spec.document import Strictness
+from spec.models import AZURE_API_VERSIONS, model_type_api
 from spec.profiles import get_profile
 
 __all__ = [
@@ -74,6 +75,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="which API to test (default auto: the routes that answer, narrowed by /info; R5)",
     )
     group.addoption("--strictness", choices=["docs", "compat"], help="judge by the docs as written or compat")
+    group.addoption(
+        "--api-version",
+        help=f"api-version sent on the Azure routes (default {AZURE_API_VERSIONS[0]}, the SDK's; 'none' sends none)",
+    )
     group.addoption("--profile", help="deployment profile (spec/profiles.yaml): which rules a verdict requires")
     group.addoption("--quick", action="store_true", default=None, help="a fast subset (about a minute)")
     group.addoption("--results-json", help="write per-rule outcomes (pass/fail/skip/error/not-run) to this file")
@@ -239,11 +244,15 @@ class Verifier:
         role: str = "request",
         run: int | str = 0,
         valid: bool = False,
+        invalid: bool = False,
+        demands: Sequence[str] = (),
         note: str = "",
         expect: dict[str, Any] | None = None,
         **client_options: Any,
     ) -> Exchange:
-        label = ProbeLabel(probe, f"{self.test}#{run}", role, note, valid, dict(expect or {}))
+        """Send one labelled request: `valid` / `invalid` by the spec (or neither: no claim), the features
+        whose rules a refusal fails (`demands`; default every feature it uses)."""
+        label = ProbeLabel(probe, f"{self.test}#{run}", role, note, valid, dict(expect or {}), list(demands), invalid)
         exchange = self.suite.client().request(method, path, body, label=label, **client_options)
         self.exchanges.append(exchange)
         self.suite.exchanges.append(exchange)
@@ -295,6 +304,8 @@ class Suite:
         self.api_key = _option(config, "api_key", "LLAMACERT_API_KEY")
         self.auth_header = _option(config, "auth_header", "LLAMACERT_AUTH_HEADER", "bearer") or "bearer"
         self.routes = _option(config, "routes", "LLAMACERT_ROUTES", "both") or "both"
+        api_version = _option(config, "api_version", "LLAMACERT_API_VERSION", AZURE_API_VERSIONS[0])
+        self.api_version = None if api_version in (None, "", "none") else api_version
         self.model_kind = _option(config, "model_kind", "LLAMACERT_MODEL_KIND", "auto") or "auto"
         self.strictness = Strictness(_option(config, "strictness", "LLAMACERT_STRICTNESS", "docs") or "docs")
         self.profile = _option(config, "profile", "LLAMACERT_PROFILE")
@@ -341,7 +352,12 @@ class Suite:
                 self.endpoint, self.api_key = self.server.url, self.server.api_key
             assert self.endpoint is not None
             self._client = EndpointClient(
-                self.endpoint, self.api_key, auth=self.auth_header, transport=transport, busy_retries=3
+                self.endpoint,
+                self.api_key,
+                auth=self.auth_header,
+                transport=transport,
+                busy_retries=3,
+                api_version=self.api_version,
             )
             info = self._client.get("/info")
             if info.status == 200 and isinstance(info.json, dict):
@@ -357,7 +373,9 @@ class Suite:
             families = families[:1]
         kind = self.model_kind
         if kind == "auto":
-            kind = "completion" if (self.model_info or {}).get("model_type") == "text-generation" else "both"
+            # any of Azure's spellings (D43): text_generation is a base model as text-generation is
+            base_model = model_type_api((self.model_info or {}).get("model_type")) == "completion"
+            kind = "completion" if base_model else "both"
         chats = {"chat": [True], "completion": [False], "both": [False, True]}[kind]
         apis = [Api(family, chat) for family in families for chat in chats]
         if self.model_kind == "auto":

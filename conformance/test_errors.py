@@ -34,7 +34,7 @@ def test_docs_example_with_trailing_comma_is_malformed_json(api: Api, verify: Ve
         if not api.chat
         else b'{"messages": [{"role": "user", "content": "I love programming."}], "max_tokens": 4,}'
     )
-    verify.post(api.path, None, raw_body=raw, probe="malformed_json")
+    verify.post(api.path, None, raw_body=raw, probe="malformed_json", invalid=True)
     verify.finish()
 
 
@@ -62,7 +62,7 @@ def test_invalid_parameter(
     if suite.quick and what not in QUICK_INVALID:
         pytest.skip("--quick")
     body = api.body(**{"max_tokens": 2, **params})
-    verify.post(api.path, body, probe="invalid_parameter", note=what, expect={"param": param})
+    verify.post(api.path, body, probe="invalid_parameter", invalid=True, note=what, expect={"param": param})
     verify.finish()
 
 
@@ -83,17 +83,17 @@ def test_missing_prompt_or_messages_and_bad_role(api: Api, verify: Verifier) -> 
             ("a message without content", {"role": "user"}),
         ]
         for what, message in bad:
-            verify.post(api.path, {"messages": [message]}, probe="invalid_parameter", run=what, note=what)
+            verify.post(api.path, {"messages": [message]}, probe="invalid_parameter", run=what, invalid=True, note=what)
     verify.finish()
 
 
 @pytest.mark.rules("errors.context_overflow", *ERROR_RULES)
 def test_context_overflow(api: Api, verify: Verifier) -> None:
-    verify.post(api.path, api.body(max_tokens=10_000_000), probe="context_overflow")
+    verify.post(api.path, api.body(max_tokens=10_000_000), probe="context_overflow", invalid=True)
     verify.finish()
 
 
 @pytest.mark.rules("errors.invalid_parameter", *ERROR_RULES)
 def test_not_json_object(api: Api, verify: Verifier) -> None:
-    verify.post(api.path, ["not", "an", "object"], probe="invalid_parameter", note="a JSON array body")
+    verify.post(api.path, ["not", "an", "object"], probe="invalid_parameter", invalid=True, note="a JSON array body")
     verify.finish()

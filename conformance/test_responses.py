@@ -38,7 +38,9 @@ def test_temperature_zero_is_deterministic_and_prompt_tokens_stable(api: Api, ve
 
 @pytest.mark.rules("envelope.choices", *EXCHANGE_RULES)
 def test_n_choices(api: Api, verify: Verifier) -> None:
-    verify.post(api.path, api.body(max_tokens=4, temperature=0.8, n=2, seed=7), probe="n", valid=True, note="n 2")
+    verify.post(
+        api.path, api.body(max_tokens=4, temperature=0.8, n=2, seed=7), probe="n", valid=True, demands=["n"], note="n 2"
+    )
     verify.finish()
 
 
@@ -58,8 +60,10 @@ def test_sampling_parameters_are_accepted(api: Api, verify: Verifier) -> None:
 def test_best_of(api: Api, verify: Verifier) -> None:
     chosen = api.body(max_tokens=4, temperature=0.8, n=1, best_of=3)
     verify.post(api.path, chosen, probe="best_of", role="chosen", valid=True, note="best_of 3, n 1")
-    verify.post(api.path, api.body(max_tokens=4, n=2, best_of=1), probe="best_of", role="below_n")
-    verify.post(api.path, api.body(max_tokens=4, n=1, best_of=2, stream=True), probe="best_of", role="streamed")
+    verify.post(api.path, api.body(max_tokens=4, n=2, best_of=1), probe="best_of", role="below_n", invalid=True)
+    verify.post(
+        api.path, api.body(max_tokens=4, n=1, best_of=2, stream=True), probe="best_of", role="streamed", invalid=True
+    )
     verify.finish()
 
 
@@ -70,5 +74,5 @@ def test_beam_search(api: Api, verify: Verifier) -> None:
     hot = api.body(max_tokens=4, temperature=0.7, best_of=2, use_beam_search=True)
     verify.post(api.path, hot, probe="beam_search", role="hot")
     narrow = api.body(max_tokens=4, temperature=0, use_beam_search=True)
-    verify.post(api.path, narrow, probe="beam_search", role="best_of_1")
+    verify.post(api.path, narrow, probe="beam_search", role="best_of_1", invalid=True)
     verify.finish()

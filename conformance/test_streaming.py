@@ -20,14 +20,21 @@ def test_stream_basic(api: Api, verify: Verifier) -> None:
 @pytest.mark.rules(*STREAM_RULES, "stream.usage_chunk", "usage.*", "logprobs.*")
 def test_stream_with_usage_and_logprobs(api: Api, verify: Verifier) -> None:
     body = api.body(max_tokens=6, temperature=0, stream=True, logprobs=2, stream_options={"include_usage": True})
-    verify.post(api.path, body, probe="stream", valid=True, note="stream with usage and logprobs")
+    verify.post(
+        api.path,
+        body,
+        probe="stream",
+        valid=True,
+        demands=["logprobs", "stream_options"],
+        note="stream, usage, logprobs",
+    )
     verify.finish()
 
 
 @pytest.mark.rules(*STREAM_RULES)
 def test_stream_n_choices(api: Api, verify: Verifier) -> None:
     body = api.body(max_tokens=4, temperature=0.8, n=2, stream=True)
-    verify.post(api.path, body, probe="stream", valid=True, note="stream with n 2")
+    verify.post(api.path, body, probe="stream", valid=True, demands=["n"], note="stream with n 2")
     verify.finish()
 
 

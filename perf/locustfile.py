@@ -40,6 +40,7 @@ from perf.records import INTERRUPTED, TIMEOUT, RecordWriter, RequestRecord, enco
 from perf.responses import StreamReader, parse_body, parse_header_int, parse_retry_after
 from perf.settings import OPTIONS, LoadSettings
 from perf.workload import PlannedRequest, RequestKind, Workload
+from spec.models import AZURE_PASS_THROUGH
 
 __all__ = ["RECORDS_MESSAGE", "ForwardingWriter", "LlamaUser", "MasterCollector"]
 
@@ -344,7 +345,8 @@ class LlamaUser(FastHttpUser):
                 kind.route,
                 name=kind.stats_name,
                 data=planned.body,  # type: ignore[arg-type]  # bytes are sent as they are
-                headers=self._headers,
+                # the workload's Llama fields (ignore_eos, stream_options) are extras on the Azure routes (D40)
+                headers=self._headers if kind.route_family == "llama" else {**self._headers, **AZURE_PASS_THROUGH},
                 stream=True,
                 catch_response=True,
             )

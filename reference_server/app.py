@@ -7,6 +7,7 @@ Generation routes are `GenerationEndpoint`s (reference_server/serving.py) of one
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,17 +19,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reference_server.admission import GenerationGate
+from reference_server.azure import ClientRequestIdMiddleware, check_api_version, is_azure_route
 from reference_server.backends.base import Backend, BackendOverloaded
 from reference_server.chat import ChatApi
 from reference_server.completions import CompletionsApi
-from reference_server.errors import ApiError, error_response
+from reference_server.errors import ApiError, azure_error_response, error_response
 from reference_server.faults import FaultBarrier
 from reference_server.metrics import install_metrics
 from reference_server.moderation import ContentSafety
 from reference_server.ratelimit import RateLimiter, rate_limit_headers
 from reference_server.serving import ApiFamily, AppState, GenerationEndpoint, app_state, authenticate
 from reference_server.settings import ServerSettings
-from spec.models import ModelInfo
+from spec.models import ModelInfo, ModelList, ModelListEntry
 from spec.routes import GENERATION_ROUTES, Api, info_path
 
 __all__ = ["create_app"]
@@ -39,12 +41,22 @@ _API_FAMILIES: dict[Api, ApiFamily] = {"completion": CompletionsApi(), "chat": C
 async def _info(request: Request) -> Response:
     state = app_state(request)
     authenticate(request, state.api_key)
+    check_api_version(request)
     info = state.backend.info
     body = ModelInfo(
         model_name=info.model_name, model_type=info.model_type, model_provider_name=info.model_provider_name
     )
     headers = rate_limit_headers(state.rate_limiter.snapshot()) if state.rate_limiter is not None else None
     return JSONResponse(body.model_dump(mode="json"), headers=headers)
+
+
+async def _models(request: Request) -> Response:
+    """GET /v1/models, OpenAI's list form of the one deployed model (D45)."""
+    state = app_state(request)
+    authenticate(request, state.api_key)
+    info = state.backend.info
+    entry = ModelListEntry(id=info.model_name, created=int(time.time()), owned_by=info.model_provider_name)
+    return JSONResponse(ModelList(data=[entry]).model_dump(mode="json"))
 
 
 async def _openapi(request: Request) -> Response:
@@ -57,13 +69,19 @@ async def _health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "backend": state.backend.info.backend, "in_flight": state.gate.in_flight})
 
 
+def _error_response(request: Request, error: ApiError, headers: dict[str, str] | None = None) -> Response:
+    """Our envelope on the Llama routes; the Azure.Core form of it on the Azure routes (D42)."""
+    render = azure_error_response if is_azure_route(request.url.path) else error_response
+    return render(error, headers)
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     state = app_state(request)
     headers: dict[str, str] = {}
     if state.rate_limiter is not None and "Retry-After" not in exc.headers:
         headers = rate_limit_headers(state.rate_limiter.snapshot())
-    return error_response(exc, headers)
+    return _error_response(request, exc, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -75,13 +93,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error.headers = dict(exc.headers or {})
     else:
         error = ApiError(exc.status_code, "http_error", str(exc.detail))
-    return error_response(error)
+    return _error_response(request, error)
 
 
 async def _overloaded(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackendOverloaded)
     retry = max(1, round(exc.retry_after_s))
-    return error_response(ApiError(503, "overloaded", str(exc), headers={"Retry-After": str(retry)}))
+    return _error_response(request, ApiError(503, "overloaded", str(exc), headers={"Retry-After": str(retry)}))
 
 
 def create_app(
@@ -106,6 +124,7 @@ def create_app(
     routes = [
         *(Route(route.path, endpoints[route.api].handle, methods=["POST"]) for route in GENERATION_ROUTES),
         Route(info_path(), _info, methods=["GET"]),
+        Route("/v1/models", _models, methods=["GET"]),
         Route("/openapi.json", _openapi, methods=["GET"]),
         Route("/swagger.json", _openapi, methods=["GET"]),
         Route("/health", _health, methods=["GET"]),
@@ -117,7 +136,10 @@ def create_app(
     }
     # the fault barrier answers whatever no handler took: a 500 envelope on a connection that stays open
     app = Starlette(
-        routes=routes, exception_handlers=handlers, middleware=[Middleware(FaultBarrier)], lifespan=lifespan
+        routes=routes,
+        exception_handlers=handlers,
+        middleware=[Middleware(ClientRequestIdMiddleware), Middleware(FaultBarrier)],
+        lifespan=lifespan,
     )
     gate = GenerationGate(backend.info.concurrency, settings.max_waiting, settings.slot_wait_s)
     app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety, gate)

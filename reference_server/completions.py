@@ -14,6 +14,7 @@ from spec.models import (
     FinishReason,
     GenerationParameters,
     Logprobs,
+    OpenAIChatLogprobs,
 )
 
 __all__ = ["CompletionsApi"]
@@ -28,19 +29,26 @@ class CompletionsApi:
     def parse(self, data: dict[str, Any]) -> CompletionRequest:
         return CompletionRequest.model_validate(data)
 
-    async def prompt(self, params: GenerationParameters, backend: Backend) -> tuple[str, list[str]]:
+    async def prompts(self, params: GenerationParameters, backend: Backend) -> tuple[list[str], list[str]]:
         assert isinstance(params, CompletionRequest)
-        return params.prompt, [params.prompt]
+        return params.prompts, params.prompts
 
     response_model = CompletionResponse
     chunk_model = CompletionChunk
 
-    def response_choice(self, choice: Choice, logprobs: Logprobs | None) -> CompletionChoice:
+    def response_choice(self, choice: Choice, logprobs: Logprobs | OpenAIChatLogprobs | None) -> CompletionChoice:
+        assert not isinstance(logprobs, OpenAIChatLogprobs), "the OpenAI chat form is asked for on chat only"
         return CompletionChoice(
             index=choice.index, text=choice.text, finish_reason=choice.finish_reason, logprobs=logprobs
         )
 
     def chunk_choice(
-        self, index: int, text: str, finish_reason: FinishReason, first: bool, logprobs: Logprobs | None
+        self,
+        index: int,
+        text: str,
+        finish_reason: FinishReason,
+        first: bool,
+        logprobs: Logprobs | OpenAIChatLogprobs | None,
     ) -> CompletionChunkChoice:
+        assert not isinstance(logprobs, OpenAIChatLogprobs), "the OpenAI chat form is asked for on chat only"
         return CompletionChunkChoice(index=index, text=text, finish_reason=finish_reason, logprobs=logprobs)

@@ -3,8 +3,10 @@
 Everything a client can put in a body is refused here with a 4xx that names the limit or the field:
 a body too large (413) or too slow (408), another media type, bytes that are not UTF-8, nesting
 deeper than the limit, duplicate keys, NaN/Infinity (also as an overflowing number like 1e999),
-integers outside 64 bits and text holding lone surrogates (which no encoder can write out). The
-pydantic models then see only plain, finite, encodable JSON values (spec/DECISIONS.md D55).
+integers of more than 100 digits and text holding lone surrogates (which no encoder can write out). The
+pydantic models then see only plain, finite, encodable JSON values (spec/DECISIONS.md D55). Any
+integer the schema allows is served (a seed of any size is reduced by the backends), so integers are
+bounded here only in digits, wherever they are.
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ from starlette.requests import ClientDisconnect, Request
 
 from reference_server.errors import ApiError
 
-__all__ = ["BodyLimits", "parse_json_object", "read_json_object", "refuse_costly_stops"]
+__all__ = [
+    "BodyLimits",
+    "parse_json_object",
+    "read_json_object",
+    "refuse_costly_stops",
+]
 
-INT64_MAX = 2**63 - 1
+MAX_INTEGER_DIGITS = 100
 
 # A JSON string (escapes included) or one bracket: brackets inside strings are not nesting.
 _STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
@@ -47,10 +54,11 @@ class _OutOfRange:
 
 
 def _parse_int(text: str) -> int | _OutOfRange:
-    # decided on the digits, before int() builds a huge number (Python refuses >4,300 digits anyway)
-    if len(text.lstrip("-")) > 19 or abs(value := int(text)) > INT64_MAX:
-        return _OutOfRange(text, "integers must fit in 64 bits")
-    return value
+    # decided on the digits, before int() builds a huge number (Python refuses >4,300 digits anyway);
+    # below the bound an integer is kept whole: only the fields the server uses must fit in 64 bits
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        return _OutOfRange(text, f"integers may have at most {MAX_INTEGER_DIGITS} digits")
+    return int(text)
 
 
 def _parse_float(text: str) -> float | _OutOfRange:

@@ -1,4 +1,5 @@
-"""Typed API errors: each carries its status, code and offending parameter, rendered as the one envelope (D14)."""
+"""Typed API errors: each carries its status, code and offending parameter, rendered as the one envelope (D14),
+which on the Azure routes is also an Azure.Core error body with its `x-ms-error-code` header (D42)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,17 @@ from spec.models import ErrorBody, ErrorResponse, InvalidParameter
 
 __all__ = [
     "ApiError",
+    "azure_error_response",
     "error_response",
     "from_validation_error",
 ]
+
+# Azure content safety's inner error code for a refused prompt (D42).
+CONTENT_FILTER_INNER_CODE = "ResponsibleAIPolicyViolation"
+# Azure reports these categories as detected or not, the others by severity.
+_DETECTION_CATEGORIES = frozenset(
+    {"jailbreak", "indirect_attack", "protected_material_text", "protected_material_code"}
+)
 
 _TYPES = {
     400: "invalid_request_error",
@@ -42,6 +51,7 @@ class ApiError(Exception):
         param: str | None = None,
         headers: dict[str, str] | None = None,
         details: dict[str, Any] | None = None,
+        problems: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -50,6 +60,8 @@ class ApiError(Exception):
         self.param = param
         self.headers = headers or {}
         self.details = details
+        self.problems = problems or []
+        """One (target, message) per offending member, where an error names several (Azure's details list)."""
 
     def body(self) -> dict[str, Any]:
         envelope = ErrorResponse(
@@ -63,9 +75,50 @@ class ApiError(Exception):
         )
         return envelope.model_dump(mode="json")
 
+    def azure_body(self) -> dict[str, Any]:
+        """The same error as an Azure.Core ErrorResponse that keeps our members (D42)."""
+        details = [
+            ErrorBody(code=self.code, message=message, target=target).model_dump(mode="json", exclude_none=True)
+            for target, message in self.problems
+        ]
+        innererror = None
+        categories = (self.details or {}).get("categories")
+        if self.code == "content_filter" and isinstance(categories, dict):
+            innererror = {"code": CONTENT_FILTER_INNER_CODE, "content_filter_result": _filter_result(categories)}
+        envelope = ErrorResponse(
+            error=ErrorBody(
+                code=self.code,
+                message=self.message,
+                param=self.param,
+                type=_TYPES.get(self.status),
+                details=details,
+                target=self.param,
+                innererror=innererror,
+            )
+        )
+        return envelope.model_dump(mode="json")
+
+
+def _filter_result(categories: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, finding in categories.items():
+        filtered = bool(finding.get("filtered"))
+        severity = finding.get("severity", "safe")
+        if name in _DETECTION_CATEGORIES:
+            result[name] = {"filtered": filtered, "detected": severity != "safe"}
+        else:
+            result[name] = {"filtered": filtered, "severity": severity}
+    return result
+
 
 def error_response(error: ApiError, extra_headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers={**error.headers, **(extra_headers or {})})
+
+
+def azure_error_response(error: ApiError, extra_headers: dict[str, str] | None = None) -> JSONResponse:
+    """The Azure routes' answer: the Azure.Core body and `x-ms-error-code` (D42)."""
+    headers = {**error.headers, **(extra_headers or {}), "x-ms-error-code": error.code}
+    return JSONResponse(error.azure_body(), status_code=error.status, headers=headers)
 
 
 _BRANCH_NAMES = {"str", "int", "float", "bool", "list", "dict", "none", "nullable"}

@@ -52,7 +52,7 @@ def build_backend(settings: ServerSettings) -> Backend:
         settings.model,
         n_ctx=settings.context_length,
         n_threads=settings.threads,
-        instances=settings.instances,
+        parallel=settings.parallel,
         max_waiting=settings.max_waiting,
         model_name=settings.model_name,
     )
@@ -154,6 +154,16 @@ def serve(settings: ServerSettings) -> None:
         file=sys.stderr,
         flush=True,
     )
+    if settings.backend == "llamacpp":
+        from reference_server.backends.llamacpp import choose_threads
+
+        threads = choose_threads(settings.threads)
+        print(
+            f"llamacert: llama.cpp decodes up to {settings.parallel} sequences together (--parallel) "
+            f"with {threads.threads} thread(s): {threads.reason}",
+            file=sys.stderr,
+            flush=True,
+        )
     state: AppState = app.state.llamacert
     server = _DrainingServer(uvicorn_config(settings, app), state.drain, settings.drain_timeout_s)
     # uvicorn re-raises the signal it stopped for once it has drained: SIGTERM then ends the process

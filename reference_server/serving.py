@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from reference_server.admission import GenerationGate, Permit
+from reference_server.azure import admit_members, check_api_version
 from reference_server.backends.base import (
     Backend,
     BackendOverloaded,
@@ -32,6 +33,7 @@ from reference_server.backends.base import (
     Generation,
     SamplingOptions,
 )
+from reference_server.disconnect import CLIENT_CLOSED_STATUS, ClientGone, unless_disconnected
 from reference_server.drain import Drain
 from reference_server.edge import BodyLimits, read_json_object, refuse_costly_stops
 from reference_server.errors import ApiError, from_validation_error
@@ -41,7 +43,16 @@ from reference_server.moderation import ContentSafety, StreamModerator
 from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
 from reference_server.settings import ServerSettings
 from spec.document import load_document
-from spec.models import FinishReason, GenerationParameters, Logprobs, Usage
+from spec.models import (
+    AZURE_ROUTE_KINDS,
+    FinishReason,
+    GenerationParameters,
+    Logprobs,
+    OpenAIChatLogprobs,
+    OpenAIChatTokenLogprob,
+    OpenAITopLogprob,
+    Usage,
+)
 from spec.sse import DONE_EVENT, encode_event
 
 __all__ = [
@@ -51,6 +62,7 @@ __all__ = [
     "Prepared",
     "app_state",
     "authenticate",
+    "choice_logprobs",
     "logprobs_object",
 ]
 
@@ -99,8 +111,9 @@ def _sampling_options(params: GenerationParameters) -> SamplingOptions:
         best_of=params.effective_best_of,
         stop=tuple(params.stop_sequences),
         stop_token_ids=tuple(params.stop_token_ids or ()),
-        logprobs=params.logprobs,
+        logprobs=params.logprobs_count,
         presence_penalty=params.presence_penalty or 0.0,
+        frequency_penalty=params.frequency_penalty or 0.0,
         ignore_eos=params.ignore_eos,
         use_beam_search=params.use_beam_search,
         skip_special_tokens=True if params.skip_special_tokens is None else params.skip_special_tokens,
@@ -124,7 +137,41 @@ def logprobs_object(tokens: list[GeneratedToken], start_offset: int) -> Logprobs
         token_logprobs=token_logprobs,
         tokens=[t.text for t in tokens],
         top_logprobs=[{k: min(0.0, v) for k, v in (t.top_logprobs or {}).items()} for t in tokens],
+        text_offset=offsets,
     )
+
+
+def _openai_chat_logprobs(tokens: list[GeneratedToken], alternatives: int) -> OpenAIChatLogprobs:
+    """The OpenAI chat form (D45): each token with its `alternatives` most likely tokens."""
+    content = []
+    for token in tokens:
+        if token.logprob is None:
+            raise ValueError("logprobs were requested, but the backend returned a token without its log-probability")
+        ranked = sorted((token.top_logprobs or {}).items(), key=lambda entry: -entry[1])[:alternatives]
+        content.append(
+            OpenAIChatTokenLogprob(
+                token=token.text,
+                logprob=min(0.0, token.logprob),
+                bytes=list(token.text.encode()),
+                top_logprobs=[
+                    OpenAITopLogprob(token=text, logprob=min(0.0, value), bytes=list(text.encode()))
+                    for text, value in ranked
+                ],
+            )
+        )
+    return OpenAIChatLogprobs(content=content)
+
+
+def choice_logprobs(
+    params: GenerationParameters, tokens: list[GeneratedToken], start_offset: int
+) -> Logprobs | OpenAIChatLogprobs | None:
+    """A choice's logprobs in the form the request asked for (D19, D45), or None when it asked for none."""
+    alternatives = params.logprobs_count
+    if alternatives is None:
+        return None
+    if params.openai_chat_logprobs:
+        return _openai_chat_logprobs(tokens, alternatives)
+    return logprobs_object(tokens, start_offset)
 
 
 @dataclass
@@ -133,8 +180,9 @@ class Prepared:
 
     params: GenerationParameters
     options: SamplingOptions
-    prompt: str
-    prompt_tokens: int
+    prompt_ids: list[list[int]]
+    """Each prompt as the model sees it, tokenized once, here, and handed to the backend: one, except for
+    the OpenAI list form of a completions prompt (D45)."""
     request_id: str
     ticket: Ticket | None
     limit_headers: dict[str, str]
@@ -144,8 +192,16 @@ class Prepared:
     """Content safety could not judge the prompt: nothing is generated from it (D24)."""
 
     @property
+    def prompt_tokens(self) -> int:
+        return sum(len(ids) for ids in self.prompt_ids)
+
+    @property
+    def choice_count(self) -> int:
+        return self.options.n * len(self.prompt_ids)
+
+    @property
     def want_logprobs(self) -> bool:
-        return self.params.logprobs is not None
+        return self.params.logprobs_count is not None
 
 
 class ApiFamily(Protocol):
@@ -158,8 +214,9 @@ class ApiFamily(Protocol):
     def parse(self, data: dict[str, Any]) -> GenerationParameters:
         """The validated request (raises pydantic's ValidationError)."""
 
-    async def prompt(self, params: GenerationParameters, backend: Backend) -> tuple[str, list[str]]:
-        """The prompt text for the backend, and the user texts content safety judges."""
+    async def prompts(self, params: GenerationParameters, backend: Backend) -> tuple[list[str], list[str]]:
+        """The prompt texts for the backend (one, or the OpenAI list form's several, D45), and the user
+        texts content safety judges."""
 
     @property
     def response_model(self) -> type[BaseModel]:
@@ -169,11 +226,16 @@ class ApiFamily(Protocol):
     def chunk_model(self) -> type[BaseModel]:
         """One streamed chunk; its choices come from `chunk_choice`."""
 
-    def response_choice(self, choice: Choice, logprobs: Logprobs | None) -> BaseModel:
+    def response_choice(self, choice: Choice, logprobs: Logprobs | OpenAIChatLogprobs | None) -> BaseModel:
         """One choice of the non-streamed body."""
 
     def chunk_choice(
-        self, index: int, text: str, finish_reason: FinishReason, first: bool, logprobs: Logprobs | None
+        self,
+        index: int,
+        text: str,
+        finish_reason: FinishReason,
+        first: bool,
+        logprobs: Logprobs | OpenAIChatLogprobs | None,
     ) -> BaseModel:
         """One choice's piece of a streamed chunk (`first`: the choice's first chunk)."""
 
@@ -215,8 +277,12 @@ class GenerationEndpoint:
             raise state.drain.refusal()
         prepared = await self._prepare(request, state)
         try:
-            # admitted (or refused with 503) before any status is sent, streamed or not (D56)
-            permit = await state.gate.admit()
+            # admitted (or refused with 503) before any status is sent, streamed or not (D56); a
+            # request whose client leaves while it waits never starts
+            permit = await unless_disconnected(request, state.gate.admit())
+        except ClientGone:
+            self._settle(state, prepared, 0)
+            return Response(status_code=CLIENT_CLOSED_STATUS)
         except BaseException:
             self._settle(state, prepared, 0)
             raise
@@ -229,7 +295,11 @@ class GenerationEndpoint:
             )
         try:
             async with state.drain.deadline():
-                return await self._complete(state, prepared)
+                # a client that leaves cancels its generation within one decode step
+                return await unless_disconnected(request, self._complete(state, prepared))
+        except ClientGone:
+            self._settle(state, prepared, 0)
+            return Response(status_code=CLIENT_CLOSED_STATUS)
         except TimeoutError:
             self._settle(state, prepared, 0)
             if not state.drain.expired():
@@ -243,29 +313,25 @@ class GenerationEndpoint:
 
     async def _prepare(self, request: Request, state: AppState) -> Prepared:
         authenticate(request, state.api_key)
+        azure_kind = AZURE_ROUTE_KINDS.get(request.url.path)
+        if azure_kind is not None:
+            check_api_version(request)
         data = await read_json_object(request, state.body_limits)
+        if azure_kind is not None:
+            data = admit_members(request, data, azure_kind)
         try:
             params = self.family.parse(data)
         except ValidationError as exc:
             raise from_validation_error(exc) from None
         refuse_costly_stops(params.stop_sequences, state.settings.max_stop_chars)
-        prompt, texts = await self.family.prompt(params, state.backend)
+        prompts, texts = await self.family.prompts(params, state.backend)
         prompt_param = self.family.prompt_param
-        prompt_tokens = len(await state.backend.tokenize(prompt))
-        if prompt_tokens == 0:
-            raise ApiError(
-                400, "invalid_request", "the prompt has no tokens: there is nothing to continue", param=prompt_param
-            )
-        context = state.backend.info.context_length
-        if prompt_tokens + params.max_tokens > context:
-            param = prompt_param if prompt_tokens >= context else "max_tokens"
-            raise ApiError(
-                400,
-                "context_length_exceeded",
-                f"the prompt has {prompt_tokens} tokens and max_tokens is {params.max_tokens}: "
-                f"{prompt_tokens + params.max_tokens} tokens exceed the model's context length of {context}",
-                param=param,
-            )
+        if params.stream and len(prompts) > 1:
+            raise ApiError(400, "invalid_request", "a list of several prompts cannot be streamed", param=prompt_param)
+        prompt_ids = [
+            await self._checked_prompt_ids(state, prompt, prompt_param, params.max_tokens) for prompt in prompts
+        ]
+        prompt_tokens = sum(len(ids) for ids in prompt_ids)
         prompt_moderated = True
         if state.safety is not None:
             prompt_moderated = await state.safety.check_prompt(texts, prompt_param)
@@ -273,7 +339,7 @@ class GenerationEndpoint:
         ticket: Ticket | None = None
         limit_headers: dict[str, str] = {}
         if state.rate_limiter is not None:
-            estimate = prompt_tokens + params.max_tokens * max(params.n, options.best_of)
+            estimate = prompt_tokens + params.max_tokens * max(params.n, options.best_of) * len(prompts)
             admission = state.rate_limiter.admit(estimate)
             if isinstance(admission, Rejection):
                 if state.metrics is not None:
@@ -293,8 +359,7 @@ class GenerationEndpoint:
         return Prepared(
             params=params,
             options=options,
-            prompt=prompt,
-            prompt_tokens=prompt_tokens,
+            prompt_ids=prompt_ids,
             request_id=f"{self.family.id_prefix}-{request_id_of(request)}",
             ticket=ticket,
             limit_headers=limit_headers,
@@ -302,6 +367,23 @@ class GenerationEndpoint:
             model_name=state.backend.info.model_name,
             prompt_unmoderated=not prompt_moderated,
         )
+
+    async def _checked_prompt_ids(self, state: AppState, prompt: str, param: str, max_tokens: int) -> list[int]:
+        """The prompt's tokens; a 400 for an empty prompt or one that with max_tokens exceeds the context."""
+        prompt_ids = await state.backend.tokenize(prompt)
+        prompt_tokens = len(prompt_ids)
+        if prompt_tokens == 0:
+            raise ApiError(400, "invalid_request", "the prompt has no tokens: nothing to continue", param=param)
+        context = state.backend.info.context_length
+        if prompt_tokens + max_tokens > context:
+            raise ApiError(
+                400,
+                "context_length_exceeded",
+                f"the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}: "
+                f"{prompt_tokens + max_tokens} tokens exceed the model's context length of {context}",
+                param=param if prompt_tokens >= context else "max_tokens",
+            )
+        return prompt_ids
 
     def _settle(self, state: AppState, prepared: Prepared, generated_tokens: int) -> None:
         if state.metrics is not None:
@@ -319,16 +401,26 @@ class GenerationEndpoint:
 
     async def _generate(self, state: AppState, prepared: Prepared) -> Generation:
         if prepared.prompt_unmoderated:
-            empty = [Choice(index, [], "content_filter_error") for index in range(prepared.options.n)]
-            return Generation(choices=empty, prompt_tokens=prepared.prompt_tokens, generated_tokens=0)
-        return await state.backend.generate(prepared.prompt, prepared.options, prepared.request_id)
+            empty = [Choice(index, [], "content_filter_error") for index in range(prepared.choice_count)]
+            return Generation(choices=empty, generated_tokens=0)
+        if len(prepared.prompt_ids) == 1:
+            return await state.backend.generate(prepared.prompt_ids[0], prepared.options, prepared.request_id)
+        # the OpenAI list form (D45): one after another under the one request id, so abort reaches each
+        choices: list[Choice] = []
+        generated_tokens = 0
+        for position, ids in enumerate(prepared.prompt_ids):
+            generation = await state.backend.generate(ids, prepared.options, prepared.request_id)
+            offset = position * prepared.options.n
+            choices.extend(Choice(offset + c.index, c.tokens, c.finish_reason) for c in generation.choices)
+            generated_tokens += generation.generated_tokens
+        return Generation(choices=choices, generated_tokens=generated_tokens)
 
     async def _deltas(self, state: AppState, prepared: Prepared) -> AsyncIterator[ChoiceDelta]:
         if prepared.prompt_unmoderated:
             for index in range(prepared.options.n):
-                yield ChoiceDelta(index, "", [], "content_filter_error")
+                yield ChoiceDelta(index, [], "content_filter_error")
             return
-        async for delta in state.backend.stream(prepared.prompt, prepared.options, prepared.request_id):
+        async for delta in state.backend.stream(prepared.prompt_ids[0], prepared.options, prepared.request_id):
             yield delta
 
     async def _complete(self, state: AppState, prepared: Prepared) -> Response:
@@ -345,9 +437,7 @@ class GenerationEndpoint:
             **self._envelope(prepared),
             usage=usage,
             choices=[
-                self.family.response_choice(
-                    choice, logprobs_object(choice.tokens, 0) if prepared.want_logprobs else None
-                )
+                self.family.response_choice(choice, choice_logprobs(prepared.params, choice.tokens, 0))
                 for choice in choices
             ],
         )
@@ -377,7 +467,7 @@ class GenerationEndpoint:
                     offsets[delta.index] = offset + len(text)
                     first = delta.index not in started
                     started.add(delta.index)
-                    logprobs = logprobs_object(tokens, offset) if prepared.want_logprobs else None
+                    logprobs = choice_logprobs(prepared.params, tokens, offset)
                     piece = self.family.chunk_choice(delta.index, text, finish_reason, first, logprobs)
                     chunk = self.family.chunk_model(**self._envelope(prepared), choices=[piece])
                     yield encode_event(chunk.model_dump_json())

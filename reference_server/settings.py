@@ -41,8 +41,16 @@ class ServerSettings(BaseSettings):
     content_safety_config: Path | None = Field(default=None, description="YAML of content filter patterns.")
     content_filter_timeout_s: float = Field(default=2.0, gt=0, description="Longer filter runs count as failures.")
     context_length: int = Field(default=8192, ge=256, description="llama.cpp context size (tokens).")
-    threads: int | None = Field(default=None, ge=1, description="llama.cpp threads per instance.")
-    instances: int = Field(default=1, ge=1, le=16, description="llama.cpp contexts serving in parallel.")
+    threads: int | None = Field(
+        default=None, ge=1, description="llama.cpp threads; default: available cores minus one, at most 8."
+    )
+    parallel: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="llama.cpp: sequences decoded together in one context (continuous batching); "
+        "each gets context_length KV cells.",
+    )
     max_waiting: int = Field(
         default=64,
         ge=0,

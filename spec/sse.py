@@ -40,6 +40,7 @@ class SseFraming:
     line_endings: set[str] = field(default_factory=set)
     comment_lines: int = 0
     event_fields: int = 0
+    id_or_retry_fields: int = 0
     data_without_space: int = 0
     multiline_data: int = 0
     unterminated_event: bool = False
@@ -113,6 +114,8 @@ class SseDecoder:
         elif name == "event":
             self.framing.event_fields += 1
             self._event = value
+        else:
+            self.framing.id_or_retry_fields += 1
         return None
 
     def _dispatch(self) -> SseMessage:

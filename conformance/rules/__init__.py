@@ -5,6 +5,7 @@ outcomes = judge(exchanges, JudgeContext(strictness, profile))
 """
 
 from conformance.rules import (  # noqa: F401  (importing a group module registers its rules)
+    azure,
     discovery,
     envelope,
     errors,

@@ -32,9 +32,17 @@ __all__ = [
 FINISH_REASONS = frozenset({"stop", "length", "content_filter", "content_filter_error"})
 
 
-def refused_valid_request(exchange: Exchange, feature: str) -> None:
-    """Fail when the suite sent a valid request using `feature` and it was not answered with success."""
+def refused_valid_request(exchange: Exchange, feature: str, *, whole_request: bool = False) -> None:
+    """Fail when the suite sent a valid request using `feature` and it was not answered with success.
+
+    A request that demands some features only (its label's `demands`) fails the rules of those: a server
+    that streams but refuses logprobs in a stream fails the logprobs rules, not every stream rule.
+    `whole_request`: `feature` describes the request, the refusal is the caller's rule's business.
+    """
     if not exchange.is_valid_request or exchange.status in BUSY_STATUSES:
+        return
+    demands = exchange.label.demands if exchange.label else []
+    if demands and not whole_request and feature not in demands:
         return
     if exchange.status is None or not 200 <= exchange.status < 300:
         note = f" ({exchange.label.note})" if exchange.label and exchange.label.note else ""
@@ -54,11 +62,11 @@ def success_body(exchange: Exchange, feature: str | None = None) -> dict[str, An
     return body
 
 
-def stream_chunks(exchange: Exchange) -> list[dict[str, Any]]:
-    """The chunks of a stream the request asked for; a stream refused or not sent as SSE fails."""
+def stream_chunks(exchange: Exchange, feature: str = "stream") -> list[dict[str, Any]]:
+    """The chunks of a stream the request asked for; a refusal fails `feature`'s rules, a non-SSE answer fails."""
     if not exchange.request.params.get("stream"):
         raise NotApplicable
-    refused_valid_request(exchange, "stream")
+    refused_valid_request(exchange, feature)
     if exchange.status != 200:
         raise NotApplicable
     if not exchange.is_stream:
@@ -140,8 +148,8 @@ def logprobs_objects(exchange: Exchange) -> list[tuple[int, str, dict[str, Any]]
     """(index, text, logprobs) per choice, or NotApplicable when logprobs were not requested."""
     if exchange.request.params.get("logprobs") is None:
         raise NotApplicable
-    if exchange.is_stream:
-        stream_chunks(exchange)
+    if exchange.is_stream or exchange.request.params.get("stream"):
+        stream_chunks(exchange, "logprobs")
         return [(i, c["text"], c["logprobs"]) for i, c in stream_choices(exchange).items()]
     found = []
     for choice in success_body(exchange, "logprobs").get("choices") or []:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from conformance.exchange import Exchange
 from conformance.rules.common import schema_errors, stream_chunks, success_body
 from conformance.rules.registry import CheckFailure, JudgeContext, NotApplicable, exchange_rule
@@ -36,7 +34,8 @@ def _object(exchange: Exchange, context: JudgeContext) -> None:
 
 @exchange_rule(
     "envelope.created",
-    "created is an integer Unix time in seconds within a day of now",
+    "created is a non-negative integer Unix time in seconds, within a day of when the request was sent "
+    "(when that is known: the docs' own example has created 217877)",
     ["#/components/schemas/CompletionResponse/properties/created"],
 )
 def _created(exchange: Exchange, context: JudgeContext) -> None:
@@ -44,12 +43,14 @@ def _created(exchange: Exchange, context: JudgeContext) -> None:
         created_values = [chunk.get("created") for chunk in stream_chunks(exchange)]
     else:
         created_values = [success_body(exchange).get("created")]
-    now = time.time()
+    sent = exchange.sent_at_unix
     for created in created_values:
         if not isinstance(created, int) or isinstance(created, bool):
             raise CheckFailure(f"created is {created!r}, not an integer")
-        if not now - 86_400 <= created <= now + 86_400:
-            raise CheckFailure(f"created is {created}, not a Unix time in seconds near now ({int(now)})")
+        if sent is not None and not sent - 86_400 <= created <= sent + 86_400:
+            raise CheckFailure(f"created is {created}, not a Unix time in seconds near the request ({int(sent)})")
+        if created < 0:
+            raise CheckFailure(f"created is {created}, before the Unix epoch")
 
 
 @exchange_rule(

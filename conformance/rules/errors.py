@@ -36,6 +36,7 @@ def _expect_status(exchange: Exchange, expected: set[int], what: str) -> None:
     "every error answer is the JSON error envelope (compat: code may be null)",
     ["D14", "#/components/schemas/ErrorResponse", "R1"],
     severity="advisory",
+    any_request=True,
 )
 def _envelope(exchange: Exchange, context: JudgeContext) -> None:
     if exchange.status is None or exchange.status < 400:
@@ -55,6 +56,7 @@ def _envelope(exchange: Exchange, context: JudgeContext) -> None:
     "every 429 carries Retry-After in whole seconds (and a 503 that carries it, too)",
     ["#/components/responses/TooManyRequests"],
     conditional=True,
+    any_request=True,
 )
 def _retry_after(exchange: Exchange, context: JudgeContext) -> None:
     if exchange.status not in (429, 503):
@@ -72,6 +74,7 @@ def _retry_after(exchange: Exchange, context: JudgeContext) -> None:
     "errors.no_server_error",
     "every request gets an answer, and nothing a client sends gets a 5xx other than 503",
     ["#/components/responses/InternalError"],
+    any_request=True,
 )
 def _no_server_error(exchange: Exchange, context: JudgeContext) -> None:
     if exchange.status is None:

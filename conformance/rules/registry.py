@@ -72,6 +72,8 @@ class Rule:
     strictness: frozenset[Strictness] = BOTH_LEVELS
     probe: str | None = None
     conditional: bool = False
+    any_request: bool = False
+    """An exchange rule that also judges answers to requests the suite sent as invalid (error rules)."""
     exchange_check: ExchangeCheck | None = field(default=None, repr=False, compare=False)
     probe_check: ProbeCheck | None = field(default=None, repr=False, compare=False)
 
@@ -117,6 +119,7 @@ def exchange_rule(
     severity: Severity = "required",
     strictness: Iterable[Strictness] = BOTH_LEVELS,
     conditional: bool = False,
+    any_request: bool = False,
 ) -> Callable[[ExchangeCheck], ExchangeCheck]:
     """Register a rule that judges each exchange on its own."""
 
@@ -129,6 +132,7 @@ def exchange_rule(
                 severity,
                 frozenset(strictness),
                 conditional=conditional,
+                any_request=any_request,
                 exchange_check=function,
             )
         )
@@ -196,14 +200,17 @@ def judge(
 ) -> list[RuleOutcome]:
     """Every applicable rule over the exchanges: exchange rules once per exchange, probe rules once per probe run.
 
-    Exchanges without a probe label (a load test's responses) meet the exchange rules only.
+    Exchanges without a probe label (a load test's responses) meet the exchange rules only; the busy answers
+    (429, 503) a request met before its retry meet them too.
     """
     chosen = [rule for rule in (RULES.values() if rules is None else rules) if rule.applies(context)]
     outcomes: list[RuleOutcome] = []
-    for exchange in exchanges:
+    answers = [answer for exchange in exchanges for answer in (*exchange.busy_answers, exchange)]
+    for answer in answers:
+        invalid = answer.label is not None and answer.label.invalid
         for rule in chosen:
-            if rule.exchange_check is not None:
-                _judge_one(outcomes, rule, (exchange,), rule.exchange_check, exchange, context)
+            if rule.exchange_check is not None and (rule.any_request or not invalid):
+                _judge_one(outcomes, rule, (answer,), rule.exchange_check, answer, context)
     for (probe, _), parts in _probe_runs(exchanges).items():
         for rule in chosen:
             if rule.probe == probe and rule.probe_check is not None:

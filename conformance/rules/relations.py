@@ -19,7 +19,8 @@ def served(parts: Mapping[str, Exchange], *roles: str) -> list[Exchange]:
         exchange = parts.get(role)
         if exchange is None:
             raise NotApplicable
-        refused_valid_request(exchange, f"the {role.replace('_', ' ')} request")
+        what = "it" if role == "request" else f"the {role.replace('_', ' ')} request"
+        refused_valid_request(exchange, what, whole_request=True)
         if exchange.status is None or not 200 <= exchange.status < 300:
             raise NotApplicable  # busy (429/503) after retries: no evidence either way
         found.append(exchange)

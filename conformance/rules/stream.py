@@ -83,12 +83,12 @@ def _same_id(exchange: Exchange, context: JudgeContext) -> None:
 )
 def _finish_reason(exchange: Exchange, context: JudgeContext) -> None:
     per_choice: dict[int, list[Any]] = {}
-    for chunk in stream_chunks(exchange):
+    n = exchange.request.params.get("n", 1)
+    for chunk in stream_chunks(exchange, "n" if isinstance(n, int) and n > 1 else "stream"):
         for choice in chunk.get("choices") or []:
             per_choice.setdefault(choice.get("index", 0), []).append(choice.get("finish_reason"))
     if not per_choice:
         raise CheckFailure("the stream carried no choices")
-    n = exchange.request.params.get("n", 1)
     if isinstance(n, int) and len(per_choice) != n:
         raise CheckFailure(f"n={n} was requested but the stream carried choices {sorted(per_choice)}")
     for index, reasons in per_choice.items():
@@ -123,7 +123,7 @@ def _role_first(exchange: Exchange, context: JudgeContext) -> None:
     ["#/components/schemas/StreamOptions", "D10"],
 )
 def _usage_chunk(exchange: Exchange, context: JudgeContext) -> None:
-    chunks = stream_chunks(exchange)
+    chunks = stream_chunks(exchange, "stream_options")
     with_usage = [i for i, c in enumerate(chunks) if isinstance(c.get("usage"), dict)]
     if not with_usage:
         if (exchange.request.params.get("stream_options") or {}).get("include_usage"):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
 __all__ = [
+    "GREEDY_BELOW",
     "Backend",
     "BackendInfo",
     "BackendOverloaded",
@@ -20,10 +21,15 @@ __all__ = [
     "GeneratedToken",
     "Generation",
     "SamplingOptions",
+    "plain_chat_prompt",
+    "prompt_with_a_start",
     "truncate_tokens",
 ]
 
 FinishReason = Literal["stop", "length", "content_filter", "content_filter_error"]
+
+GREEDY_BELOW = 1e-4
+"""Temperatures below this are greedy decoding on every backend (dividing logits by less overflows)."""
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,15 @@ class SamplingOptions:
     stop_token_ids: tuple[int, ...] = ()
     logprobs: int | None = None
     presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     ignore_eos: bool = False
     use_beam_search: bool = False
     skip_special_tokens: bool = True
     seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_BELOW
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,7 @@ class ChatTurn:
     content: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class GeneratedToken:
     """One generated token as it appears in the returned text.
 
@@ -69,9 +80,9 @@ class GeneratedToken:
     top_logprobs: dict[str, float] | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Choice:
-    """One finished choice."""
+    """One finished choice (immutable: moderation and ranking make new ones)."""
 
     index: int
     tokens: list[GeneratedToken]
@@ -85,6 +96,16 @@ class Choice:
     def truncated(self, length: int, finish_reason: FinishReason) -> Choice:
         """A new choice holding the first `length` characters of this one's text, ending for `finish_reason`."""
         return Choice(self.index, truncate_tokens(self.tokens, length), finish_reason)
+
+
+def plain_chat_prompt(messages: list[ChatTurn]) -> str:
+    """The prompt of a chat for a model without a chat template: one `role: content` line per turn."""
+    return "".join(f"{message.role}: {message.content}\n" for message in messages) + "assistant:"
+
+
+def prompt_with_a_start(tokens: list[int], text: str, start_token: int) -> list[int]:
+    """Some control characters tokenize to nothing; a non-empty prompt still gets a start token (D23)."""
+    return [start_token] if not tokens and text else tokens
 
 
 def truncate_tokens(tokens: list[GeneratedToken], length: int) -> list[GeneratedToken]:
@@ -104,22 +125,20 @@ def truncate_tokens(tokens: list[GeneratedToken], length: int) -> list[Generated
     return kept
 
 
-@dataclass
+@dataclass(frozen=True)
 class ChoiceDelta:
-    """A streamed piece of one choice: new tokens, their text, and the finish reason on the last."""
+    """A streamed piece of one choice: new tokens, and the finish reason on the last."""
 
     index: int
-    text: str
     tokens: list[GeneratedToken] = field(default_factory=list)
     finish_reason: FinishReason | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Generation:
-    """A finished request: the returned choices and the token counts."""
+    """A finished request: the returned choices, and how many tokens were generated for them."""
 
     choices: list[Choice]
-    prompt_tokens: int
     generated_tokens: int
     """Every token generated, discarded best_of candidates and beams included (for rate limiting)."""
 
@@ -159,15 +178,18 @@ class Backend(Protocol):
         """Free the model; running requests are aborted."""
 
     async def tokenize(self, text: str) -> list[int]:
-        """Token ids of `text` as the model sees a prompt (BOS included when the model adds one)."""
+        """Token ids of `text` as the model sees a prompt (BOS included when the model adds one).
+
+        The HTTP layer tokenizes each prompt once, to count and bound it, and hands the ids on.
+        """
 
     async def render_chat(self, messages: list[ChatTurn]) -> str:
         """The prompt text for a chat history, from the model's chat template."""
 
-    async def generate(self, prompt: str, options: SamplingOptions, request_id: str) -> Generation:
+    async def generate(self, prompt_ids: list[int], options: SamplingOptions, request_id: str) -> Generation:
         """All choices of a request (n, best_of and beam search handled here)."""
 
-    def stream(self, prompt: str, options: SamplingOptions, request_id: str) -> AsyncIterator[ChoiceDelta]:
+    def stream(self, prompt_ids: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[ChoiceDelta]:
         """Choice deltas as tokens are generated; the last delta of each choice has its finish_reason."""
 
     async def abort(self, request_id: str) -> None:

@@ -1,7 +1,7 @@
 """Token-level generation shared by the token backends (llama.cpp, simulated).
 
 A backend supplies a `TokenModel` (tokenize, next-token logits, token bytes); this module turns it
-into choices: sampling (temperature, top_p, presence_penalty, seed), logprobs, stop strings and
+into choices: sampling (temperature, top_p, presence_penalty, frequency_penalty, seed), logprobs, stop strings and
 stop token ids with usage/logprobs/text kept in agreement (spec D18), n, best_of and beam search.
 """
 
@@ -11,7 +11,7 @@ import codecs
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -27,6 +27,7 @@ __all__ = [
     "SequenceDecoder",
     "TokenModel",
     "add_generated",
+    "best_of",
     "log_softmax",
     "log_sum_exp",
     "mean_logprob",
@@ -230,13 +231,15 @@ class SequenceDecoder:
 
     def _sample(self, logits: Logits, generated: list[int], rng: np.random.Generator) -> int:
         options = self.options
-        if options.temperature < 1e-4 and not options.presence_penalty:
+        penalised = bool(generated) and bool(options.presence_penalty or options.frequency_penalty)
+        if options.greedy and not penalised:
             return int(np.argmax(logits))  # greedy: no copy of the vocabulary-sized array
         adjusted = logits.astype(np.float64)
-        if options.presence_penalty and generated:
-            adjusted[np.unique(np.asarray(generated))] -= options.presence_penalty
-        # below this, dividing by the temperature overflows: it is greedy decoding in all but name
-        if options.temperature < 1e-4:
+        if penalised:
+            # OpenAI's definition: presence once per token seen, frequency once per occurrence
+            seen, counts = np.unique(np.asarray(generated), return_counts=True)
+            adjusted[seen] -= options.presence_penalty + options.frequency_penalty * counts
+        if options.greedy:
             return int(np.argmax(adjusted))
         if options.temperature != 1.0:
             adjusted /= options.temperature
@@ -312,6 +315,12 @@ class SequenceDecoder:
                 break
         kept = assembler.rest()
         return Choice(index=0, tokens=kept, finish_reason=finish)
+
+
+def best_of(candidates: list[Choice], n: int) -> list[Choice]:
+    """The `n` returned choices of best_of candidates (D4): the highest mean logprob first, re-indexed 0..n-1."""
+    ranked = sorted(candidates, key=mean_logprob, reverse=True)[:n] if len(candidates) > n else candidates
+    return [replace(choice, index=index) for index, choice in enumerate(ranked)]
 
 
 def mean_logprob(choice: Choice) -> float:

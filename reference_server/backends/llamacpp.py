@@ -1,5 +1,10 @@
 """The llama.cpp backend (llama-cpp-python): the CPU reference, on the embedded SmolLM2 by default.
 
+One llama.cpp context serves up to `parallel` sequences at once by continuous batching
+(batch_engine.py): every decode step carries the next token of each running sequence and chunks
+of new prompts. A request's choices (n, best_of, beam hypotheses) are sequences of their own that
+share the prompt's evaluated cells, so the prompt is evaluated once.
+
 Decoding is ours (reference_server/backends/decoding.py) over llama.cpp's logits, because the
 library's own completion API does not do n, best_of or beam search, counts the token that
 completed a stop string, and reports offsets that include the prompt.
@@ -7,86 +12,439 @@ completed a stop string, and reports offsets that include the prompt.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reference_server.backends.base import BackendInfo, ChatTurn
-from reference_server.backends.decoding import Logits
+from reference_server.backends.base import (
+    BackendInfo,
+    BackendOverloaded,
+    ChatTurn,
+    Choice,
+    ChoiceDelta,
+    Generation,
+    SamplingOptions,
+    plain_chat_prompt,
+    prompt_with_a_start,
+)
+from reference_server.backends.batch_engine import BatchEngine, SequenceModel
+from reference_server.backends.beam import BeamSearch, Hypothesis, ends_hypothesis
+from reference_server.backends.decoding import (
+    Aborted,
+    DecodedStep,
+    Logits,
+    SequenceDecoder,
+    best_of,
+    log_softmax,
+)
 from reference_server.backends.embedded import ModelNotFound, embedded_model_path
-from reference_server.backends.token_backend import ModelSlot, TokenBackend
 
 __all__ = [
-    "LlamaCppTokenModel",
+    "LlamaCppBackend",
+    "ThreadChoice",
+    "choose_threads",
     "create_llamacpp_backend",
 ]
 
+BATCH_TOKENS = 512
+"""Tokens per decode step: running sequences' next tokens first, prompt chunks fill the rest."""
 
-class LlamaCppTokenModel:
-    """TokenModel over one llama_cpp.Llama; its KV cache is reused for the longest common prefix."""
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """The llama.cpp thread count and why (printed by `llamacert serve`)."""
+
+    threads: int
+    reason: str
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def choose_threads(requested: int | None) -> ThreadChoice:
+    """One core fewer than available, at most 8: llama.cpp's threads meet at a barrier after every
+    operation, so when another process (a load generator, a test run) takes one of their cores the
+    whole step waits for the descheduled thread. On 2 cores, 2 threads fell from ~100 to 2-8
+    tokens/s next to a Locust run, 1 thread kept ~50 (issue 14)."""
+    cores = available_cores()
+    if requested is not None:
+        return ThreadChoice(requested, f"--threads {requested} / LLAMACERT_THREADS (of {cores} available cores)")
+    threads = max(1, min(cores - 1, 8))
+    return ThreadChoice(
+        threads,
+        f"{cores} cores available: one is left for the HTTP layer, sampling and a load generator beside the "
+        "server (llama.cpp threads wait for each other at every step, so a thread that loses its core "
+        "stalls all of them); pass --threads to override",
+    )
+
+
+class _LlamaVocabulary:
+    """Token pieces and classes of the model's vocabulary (read-only: safe from any thread)."""
 
     def __init__(self, llama: Any) -> None:
         import llama_cpp
 
         self._lib = llama_cpp
-        self.llama = llama
-        self.vocab = llama_cpp.llama_model_get_vocab(llama.model)
-        self.n_vocab = int(llama.n_vocab())
-        self._logits_for_length = -1
-        self._last_logits: Logits = np.zeros(self.n_vocab, dtype=np.float32)
-        self._prompt: tuple[int, ...] = ()
-        self._prompt_logits: Logits = self._last_logits
-
-    def next_logits(self, sequence: list[int]) -> Logits:
-        # Greedy decoding must not depend on what ran before: llama.cpp's numbers differ slightly
-        # between evaluating a token in a batch and on its own, which can flip near-ties. So a new
-        # prompt is always evaluated from scratch in one batch (its logits kept for the next choice
-        # of the same prompt), and only tokens generated after it are evaluated incrementally.
-        llama = self.llama
-        if tuple(sequence) == self._prompt:
-            llama.n_tokens = len(sequence)
-            return self._prompt_logits
-        prompt_length = len(self._prompt)
-        current = llama.input_ids[: llama.n_tokens]
-        limit = min(len(current), len(sequence))
-        mismatch = np.flatnonzero(current[:limit] != np.asarray(sequence[:limit], dtype=current.dtype))
-        common = int(mismatch[0]) if mismatch.size else limit
-        extends_prompt = prompt_length > 0 and tuple(sequence[:prompt_length]) == self._prompt
-        if extends_prompt and common >= prompt_length:
-            if common == len(sequence) == llama.n_tokens and self._logits_for_length == common:
-                return self._last_logits
-            # llama.cpp keeps only the last evaluated token's logits: evaluate at least one token.
-            llama.n_tokens = min(common, len(sequence) - 1)
-            llama.eval(sequence[llama.n_tokens :])
-            self._last_logits = self._read_logits()
-            self._logits_for_length = len(sequence)
-            return self._last_logits
-        llama.reset()
-        llama.eval(sequence)
-        self._prompt = tuple(sequence)
-        self._prompt_logits = self._read_logits()
-        self._logits_for_length = -1
-        return self._prompt_logits
-
-    def _read_logits(self) -> Logits:
-        pointer = self._lib.llama_get_logits_ith(self.llama.ctx, -1)
-        logits: Logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
-        return logits
+        self._llama = llama
+        self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
 
     def token_bytes(self, token_id: int, *, special: bool) -> bytes:
         if not special and self.is_special(token_id):
             return b""
-        piece: bytes = self.llama.detokenize([token_id], special=True)
+        piece: bytes = self._llama.detokenize([token_id], special=True)
         return piece
 
     def is_end_of_generation(self, token_id: int) -> bool:
-        return bool(self._lib.llama_vocab_is_eog(self.vocab, token_id))
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token_id))
 
     def is_special(self, token_id: int) -> bool:
-        return bool(self._lib.llama_vocab_is_control(self.vocab, token_id))
+        return bool(self._lib.llama_vocab_is_control(self._vocab, token_id))
+
+
+@dataclass
+class _Lease:
+    """The sequences a request holds while it runs, and its cancellation flag."""
+
+    models: list[SequenceModel]
+    cancelled: threading.Event
+
+
+@dataclass
+class _Waiter:
+    sequences: int
+    granted: asyncio.Future[list[int]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class LlamaCppBackend:
+    """generate / stream / tokenize / abort over one batched llama.cpp context."""
+
+    def __init__(
+        self,
+        info: BackendInfo,
+        engine: BatchEngine,
+        vocabulary: _LlamaVocabulary,
+        tokenize: Callable[[str], list[int]],
+        render_chat: Callable[[list[ChatTurn]], str],
+        *,
+        max_waiting: int,
+        resources: Any,
+    ) -> None:
+        self.info = info
+        self._engine = engine
+        self._vocabulary = vocabulary
+        self._tokenize = tokenize
+        self._render_chat = render_chat
+        self.parallel = engine.n_seq_max
+        self._max_waiting = max_waiting
+        self._resources = resources  # the Llama object and context the engine's pointers point into
+        self._free_ids: list[int] = list(range(engine.n_seq_max))
+        self._waiters: deque[_Waiter] = deque()
+        self._cancel_events: dict[str, threading.Event] = {}
+        self._in_flight = 0
+        # one thread per running sequence: each blocks on the engine while the batch decodes
+        self._executor = ThreadPoolExecutor(engine.n_seq_max + 2, thread_name_prefix="llamacpp-choice")
+
+    @property
+    def in_flight(self) -> int:
+        """Requests running or waiting for sequences."""
+        return self._in_flight
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for event in self._cancel_events.values():
+            event.set()
+        self._engine.close()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._resources.close()
+
+    async def tokenize(self, text: str) -> list[int]:
+        # reads only the vocabulary, never the context: no need to wait for the engine
+        return self._tokenize(text)
+
+    async def render_chat(self, messages: list[ChatTurn]) -> str:
+        return self._render_chat(messages)
+
+    async def abort(self, request_id: str) -> None:
+        event = self._cancel_events.get(request_id)
+        if event is not None:
+            event.set()
+
+    # --- admission ------------------------------------------------------------------------------
+
+    def _wake_waiters(self) -> None:
+        # in arrival order: a request wanting several sequences is not overtaken indefinitely
+        while self._waiters and self._waiters[0].sequences <= len(self._free_ids):
+            waiter = self._waiters.popleft()
+            if not waiter.granted.done():
+                waiter.granted.set_result(self._take(waiter.sequences))
+
+    def _take(self, sequences: int) -> list[int]:
+        ids, self._free_ids = self._free_ids[:sequences], self._free_ids[sequences:]
+        return ids
+
+    def _release(self, ids: list[int]) -> None:
+        for seq_id in ids:
+            self._engine.free(seq_id)
+        self._free_ids.extend(ids)
+        self._wake_waiters()
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, request_id: str, choices: int) -> AsyncIterator[_Lease]:
+        """Sequences for the request's choices (at most `parallel`: more choices take turns on them).
+
+        Requests wait in arrival order; when `max_waiting` already wait, a new one is refused.
+        A request whose client left (its task cancelled, or aborted) while waiting never starts.
+        """
+        sequences = min(choices, self.parallel)
+        ready = not self._waiters and sequences <= len(self._free_ids)
+        if not ready and len(self._waiters) >= self._max_waiting:
+            raise BackendOverloaded(retry_after_s=2.0)
+        cancelled = threading.Event()
+        self._cancel_events[request_id] = cancelled
+        self._in_flight += 1
+        ids: list[int] = []
+        try:
+            if ready:
+                ids = self._take(sequences)
+            else:
+                waiter = _Waiter(sequences)
+                self._waiters.append(waiter)
+                try:
+                    ids = await waiter.granted
+                except asyncio.CancelledError:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
+                    elif waiter.granted.done() and not waiter.granted.cancelled():
+                        ids = waiter.granted.result()
+                    raise
+            if cancelled.is_set():
+                raise Aborted
+            yield _Lease([SequenceModel(self._engine, seq_id, self._vocabulary) for seq_id in ids], cancelled)
+        finally:
+            cancelled.set()
+            self._cancel_events.pop(request_id, None)
+            if ids:
+                self._release(ids)
+            self._in_flight -= 1
+
+    # --- generation -----------------------------------------------------------------------------
+
+    async def _evaluate_prompt(self, lease: _Lease, prompt_ids: list[int], sharers: int) -> None:
+        """Evaluate the prompt once on the first sequence; the next `sharers - 1` get its cells copied."""
+        first = lease.models[0]
+        await asyncio.wrap_future(first.submit(prompt_ids))
+        for model in lease.models[1:sharers]:
+            self._engine.copy(first.seq_id, model.seq_id)
+            model.adopt(first)
+
+    def _run_choices(
+        self,
+        model: SequenceModel,
+        decoder: SequenceDecoder,
+        prompt_ids: list[int],
+        indexes: list[int],
+        emit: Callable[[int, DecodedStep], None] | None,
+    ) -> list[Choice]:
+        """Choices `indexes`, one after another on one sequence, each step handed to `emit` as decoded."""
+        choices = []
+        try:
+            for index in indexes:
+                tokens = []
+                finish = None
+                for step in decoder.sample_choice(prompt_ids, index):
+                    tokens.extend(step.tokens)
+                    finish = step.finish_reason
+                    if emit is not None:
+                        emit(index, step)
+                assert finish is not None
+                choices.append(Choice(index, tokens, finish))
+        finally:
+            self._engine.park(model.seq_id)  # the engine stops waiting for it
+        return choices
+
+    async def _sample(
+        self,
+        lease: _Lease,
+        options: SamplingOptions,
+        prompt_ids: list[int],
+        count: int,
+        emit: Callable[[int, DecodedStep], None] | None,
+    ) -> tuple[list[Choice], int]:
+        """`count` sampled choices in index order, and the tokens sampled for them."""
+        await self._evaluate_prompt(lease, prompt_ids, min(count, len(lease.models)))
+        loop = asyncio.get_running_loop()
+        decoders = [SequenceDecoder(model, options, lease.cancelled) for model in lease.models]
+        width = len(lease.models)
+        runs = [
+            loop.run_in_executor(
+                self._executor,
+                self._run_choices,
+                model,
+                decoder,
+                prompt_ids,
+                list(range(offset, count, width)),
+                emit,
+            )
+            for offset, (model, decoder) in enumerate(zip(lease.models, decoders, strict=True))
+        ]
+        try:
+            finished = await asyncio.gather(*runs)
+        finally:
+            # an abort or a failed choice stops the others within one decode step
+            lease.cancelled.set()
+            await asyncio.gather(*runs, return_exceptions=True)
+        choices = sorted((choice for group in finished for choice in group), key=lambda choice: choice.index)
+        return choices, sum(decoder.sampled_tokens for decoder in decoders)
+
+    async def generate(self, prompt_ids: list[int], options: SamplingOptions, request_id: str) -> Generation:
+        async with self._admitted(request_id, options.best_of) as lease:
+            if options.use_beam_search:
+                await self._evaluate_prompt(lease, prompt_ids, 1)
+                loop = asyncio.get_running_loop()
+                hypotheses = await loop.run_in_executor(self._executor, self._beam_search, lease, options, prompt_ids)
+                choices = []
+                best = hypotheses[: options.n]
+                for start in range(0, len(best), len(lease.models)):
+                    batch = best[start : start + len(lease.models)]
+                    choices += await asyncio.gather(
+                        *(
+                            loop.run_in_executor(
+                                self._executor,
+                                SequenceDecoder(model, options, lease.cancelled).replay,
+                                prompt_ids,
+                                hypothesis.tokens,
+                                hypothesis.finish_reason,
+                            )
+                            for model, hypothesis in zip(lease.models, batch, strict=False)
+                        )
+                    )
+                generated = sum(len(hypothesis.tokens) for hypothesis in hypotheses)
+            else:
+                choices, generated = await self._sample(lease, options, prompt_ids, options.best_of, None)
+            return Generation(choices=best_of(choices, options.n), generated_tokens=generated)
+
+    async def stream(
+        self, prompt_ids: list[int], options: SamplingOptions, request_id: str
+    ) -> AsyncIterator[ChoiceDelta]:
+        async with self._admitted(request_id, options.n) as lease:
+            loop = asyncio.get_running_loop()
+            # the choices' threads post their steps as decoded; the choices' deltas interleave
+            deltas: asyncio.Queue[ChoiceDelta] = asyncio.Queue()
+
+            def emit(index: int, step: DecodedStep) -> None:
+                if step.tokens or step.finish_reason is not None:
+                    delta = ChoiceDelta(index, step.tokens, step.finish_reason)
+                    loop.call_soon_threadsafe(deltas.put_nowait, delta)
+
+            sampling = asyncio.ensure_future(self._sample(lease, options, prompt_ids, options.n, emit))
+            try:
+                remaining = options.n
+                while remaining:
+                    next_delta = asyncio.ensure_future(deltas.get())
+                    await asyncio.wait({next_delta, sampling}, return_when=asyncio.FIRST_COMPLETED)
+                    if not next_delta.done():
+                        next_delta.cancel()
+                        if deltas.empty():
+                            sampling.result()  # the choices ended without finishing: raise why
+                            return
+                        continue
+                    delta = next_delta.result()
+                    if delta.finish_reason is not None:
+                        remaining -= 1
+                    yield delta
+            except Aborted:
+                return
+            finally:
+                lease.cancelled.set()
+                # the choices' threads stop within one decode step; the sequences are freed after
+                await asyncio.gather(sampling, return_exceptions=True)
+
+    def _beam_search(self, lease: _Lease, options: SamplingOptions, prompt_ids: list[int]) -> list[Hypothesis]:
+        """decoding's BeamSearch with the live beams decoded in the same step, each on a sequence.
+
+        A beam continues on the sequence that holds its parent. Another sequence takes over a
+        beam by evaluating only what the beam adds to what it holds, or, when it does not even hold
+        the prompt, by a copy of the parent's cells. With more beams than sequences, the beams of
+        a step take turns.
+        """
+        ends = ends_hypothesis(options, self._vocabulary.is_end_of_generation)
+        search = BeamSearch(options.best_of, options.max_tokens, ends)
+        wanted = search.candidates_per_beam
+        holders: dict[tuple[int, ...], SequenceModel] = {(): lease.models[0]}
+        prompt_length = len(prompt_ids)
+        while not search.done:
+            if lease.cancelled.is_set():
+                raise Aborted
+            pending = search.pending()
+            logits: dict[tuple[int, ...], Logits] = {}
+            next_holders: dict[tuple[int, ...], SequenceModel] = {}
+            for start in range(0, len(pending), len(lease.models)):
+                turn = pending[start : start + len(lease.models)]
+                free = list(lease.models)
+                assigned: dict[tuple[int, ...], SequenceModel] = {}
+                for tokens in turn:  # first: beams whose parent's sequence is still free
+                    parent = holders.get(tokens[:-1] if tokens else ())
+                    if parent is not None and parent in free:
+                        assigned[tokens] = parent
+                        free.remove(parent)
+                for tokens in turn:
+                    if tokens in assigned:
+                        continue
+                    model = free.pop(0)
+                    if len(model.evaluated) < prompt_length or model.evaluated[:prompt_length] != prompt_ids:
+                        source = holders[tokens[:-1]]
+                        self._engine.copy(source.seq_id, model.seq_id)
+                        model.adopt(source)
+                    assigned[tokens] = model
+                futures = {tokens: model.submit(prompt_ids + list(tokens)) for tokens, model in assigned.items()}
+                for tokens, future in futures.items():
+                    logits[tokens] = future.result()
+                next_holders.update(assigned)
+            for model in lease.models:
+                if model not in next_holders.values():
+                    self._engine.park(model.seq_id)
+            holders = next_holders
+            candidates = []
+            for tokens in pending:
+                logprobs = log_softmax(logits[tokens])
+                top = np.argpartition(-logprobs, wanted)[:wanted].tolist()
+                candidates.append([(int(token_id), float(logprobs[token_id])) for token_id in top])
+            search.advance(candidates)
+        for model in lease.models:
+            self._engine.park(model.seq_id)
+        return search.best()
+
+
+class _Resources:
+    """The Llama object (vocabulary, weights) and the batched context made from its weights."""
+
+    def __init__(self, llama: Any, context: Any) -> None:
+        self.llama = llama
+        self.context = context
+
+    def close(self) -> None:
+        import llama_cpp
+
+        if self.context is not None:
+            llama_cpp.llama_free(self.context)
+            self.context = None
+        self.llama.close()
 
 
 def _chat_renderer(llama: Any) -> Any:
@@ -107,56 +465,83 @@ def _chat_renderer(llama: Any) -> Any:
     return render
 
 
+def create_batched_context(llama: Any, *, context_length: int, sequences: int, threads: int) -> Any:
+    """A llama.cpp context over `llama`'s weights: `sequences` sequences of `context_length` cells each.
+
+    Each sequence has a KV stream of its own (not one unified buffer), so its cells always lie at
+    the same places whatever else runs: attention sums a token's cells in the same order every
+    time, and greedy decoding gives the same tokens alone or in a full batch (spec/DECISIONS.md).
+    The price is that a sequence copy copies the stream, which the backend does only to share a
+    prompt's cells between the choices of a request.
+    """
+    import llama_cpp
+
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = context_length * sequences
+    params.n_batch = BATCH_TOKENS
+    params.n_ubatch = BATCH_TOKENS
+    params.n_seq_max = sequences
+    params.n_threads = threads
+    params.n_threads_batch = threads
+    params.kv_unified = False
+    params.no_perf = True
+    context = llama_cpp.llama_init_from_model(llama.model, params)
+    if context is None:
+        raise RuntimeError(f"llama.cpp could not create a context for {sequences} sequences of {context_length} tokens")
+    return context
+
+
 def create_llamacpp_backend(
     model_path: Path | None = None,
     *,
     n_ctx: int = 8192,
     n_threads: int | None = None,
-    instances: int = 1,
+    parallel: int = 4,
     max_waiting: int = 64,
     model_name: str | None = None,
-) -> TokenBackend:
-    """Load `instances` llama.cpp contexts of the GGUF (the file's pages are shared between them)."""
+) -> LlamaCppBackend:
+    """One batched llama.cpp context of the GGUF: `parallel` sequences of up to `n_ctx` tokens each."""
+    import llama_cpp
     from llama_cpp import Llama
 
     path = model_path or embedded_model_path()
     if not path.is_file():
         raise ModelNotFound(f"model file not found: {path}")
-    threads = n_threads or max(1, (os.cpu_count() or 2) // instances)
-    llamas = [
-        Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
-        for _ in range(instances)
-    ]
-    first = llamas[0]
-    renderer = _chat_renderer(first)
-    add_bos = first.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
-
-    bos = int(first.token_bos())
+    threads = choose_threads(n_threads).threads
+    # the Llama object gives the vocabulary, metadata and weights; its own context stays minimal
+    llama = Llama(model_path=str(path), n_ctx=256, n_batch=32, n_threads=1, verbose=False)
+    renderer = _chat_renderer(llama)
+    add_bos = llama.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
+    bos = int(llama.token_bos())
+    trained_context = int(llama.metadata.get("llama.context_length", n_ctx))
+    context_length = min(n_ctx, trained_context)
+    context = create_batched_context(llama, context_length=context_length, sequences=parallel, threads=threads)
+    engine = BatchEngine(llama_cpp, context, int(llama.n_vocab()), n_seq_max=parallel, batch_tokens=BATCH_TOKENS)
 
     def tokenize(text: str) -> list[int]:
-        tokens: list[int] = first.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
-        # llama.cpp drops some control characters entirely; a non-empty prompt still gets a start
-        if not tokens and text:
-            tokens = [bos]
-        return tokens
+        tokens: list[int] = llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        return prompt_with_a_start(tokens, text, bos)
 
     def render_chat(messages: list[ChatTurn]) -> str:
         if renderer is None:
-            return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant:"
+            return plain_chat_prompt(messages)
         rendered: str = renderer(messages)
         return rendered
 
-    trained_context = int(first.metadata.get("llama.context_length", n_ctx))
     info = BackendInfo(
         model_name=model_name or path.stem,
         model_type="chat-completion" if renderer is not None else "text-generation",
-        model_provider_name=first.metadata.get("general.organization", "unknown"),
-        context_length=min(n_ctx, trained_context),
+        model_provider_name=llama.metadata.get("general.organization", "unknown"),
+        context_length=context_length,
         backend="llamacpp",
-        concurrency=instances,
+        concurrency=parallel,
     )
-    slots = [
-        ModelSlot(LlamaCppTokenModel(llama), ThreadPoolExecutor(1, thread_name_prefix=f"llamacpp-{i}"))
-        for i, llama in enumerate(llamas)
-    ]
-    return TokenBackend(info, slots, tokenize, render_chat, max_waiting=max_waiting)
+    return LlamaCppBackend(
+        info,
+        engine,
+        _LlamaVocabulary(llama),
+        tokenize,
+        render_chat,
+        max_waiting=max_waiting,
+        resources=_Resources(llama, context),
+    )

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from reference_server.backends.base import BackendInfo, ChatTurn
+from reference_server.backends.base import BackendInfo, plain_chat_prompt
 from reference_server.backends.decoding import Logits
 from reference_server.backends.token_backend import ModelSlot, TokenBackend
 
@@ -167,9 +167,6 @@ def create_simulated_backend(
     """
     model = SimulatedTokenModel()
 
-    def render_chat(messages: list[ChatTurn]) -> str:
-        return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant:"
-
     info = BackendInfo(
         model_name="simulated",
         model_type="chat-completion",
@@ -184,7 +181,7 @@ def create_simulated_backend(
         info,
         pool,
         model.tokenize,
-        render_chat,
+        plain_chat_prompt,
         max_waiting=max_waiting,
         first_token_delay_s=first_token_delay_s,
         token_delay_s=token_delay_s,

@@ -1,4 +1,4 @@
-"""The Backend interface implemented once over TokenModel instances (llama.cpp, simulated).
+"""The Backend interface over a pool of TokenModel instances, one request per instance (the simulated backend).
 
 Each model instance is owned by one worker thread: every call that touches it runs on that
 thread, so a llama.cpp context is never used concurrently. Requests wait for a free instance
@@ -24,7 +24,7 @@ from reference_server.backends.base import (
     Generation,
     SamplingOptions,
 )
-from reference_server.backends.decoding import Aborted, DecodedStep, SequenceDecoder, TokenModel, mean_logprob
+from reference_server.backends.decoding import Aborted, DecodedStep, SequenceDecoder, TokenModel, best_of
 
 __all__ = ["ModelSlot", "TokenBackend"]
 
@@ -141,9 +141,8 @@ class TokenBackend:
             choices.append(Choice(index, tokens, finish))
         return choices
 
-    async def generate(self, prompt: str, options: SamplingOptions, request_id: str) -> Generation:
+    async def generate(self, prompt_ids: list[int], options: SamplingOptions, request_id: str) -> Generation:
         async with self._slot(request_id) as (slot, cancelled):
-            prompt_ids = await self._run(slot, self._tokenize, prompt)
             decoder = SequenceDecoder(slot.model, options, cancelled)
             if options.use_beam_search:
                 hypotheses = await self._run(slot, decoder.beam_search, prompt_ids)
@@ -154,17 +153,14 @@ class TokenBackend:
                 generated = sum(len(hypothesis.tokens) for hypothesis in hypotheses)
             else:
                 candidates = await self._sample_choices(slot, decoder, prompt_ids, options.best_of)
-                if options.best_of > options.n:
-                    candidates = sorted(candidates, key=mean_logprob, reverse=True)[: options.n]
                 choices = candidates
                 generated = decoder.sampled_tokens
-            for index, choice in enumerate(choices):
-                choice.index = index
-            return Generation(choices=choices, prompt_tokens=len(prompt_ids), generated_tokens=generated)
+            return Generation(choices=best_of(choices, options.n), generated_tokens=generated)
 
-    async def stream(self, prompt: str, options: SamplingOptions, request_id: str) -> AsyncIterator[ChoiceDelta]:
+    async def stream(
+        self, prompt_ids: list[int], options: SamplingOptions, request_id: str
+    ) -> AsyncIterator[ChoiceDelta]:
         async with self._slot(request_id) as (slot, cancelled):
-            prompt_ids = await self._run(slot, self._tokenize, prompt)
             decoder = SequenceDecoder(slot.model, options, cancelled)
             for index in range(options.n):
                 iterator = decoder.sample_choice(prompt_ids, index)
@@ -173,7 +169,6 @@ class TokenBackend:
                     while (step := await self._step(slot, iterator, first)) is not None:
                         first = False
                         if step.tokens or step.finish_reason is not None:
-                            text = "".join(t.text for t in step.tokens)
-                            yield ChoiceDelta(index, text, step.tokens, step.finish_reason)
+                            yield ChoiceDelta(index, step.tokens, step.finish_reason)
                 except Aborted:
                     return

@@ -38,16 +38,16 @@ from reference_server.backends.base import (
     GeneratedToken,
     Generation,
     SamplingOptions,
+    plain_chat_prompt,
+    prompt_with_a_start,
 )
 from reference_server.backends.beam import BeamSearch, ends_hypothesis
-from reference_server.backends.decoding import Aborted, ChoiceAssembler, add_generated, mean_logprob
+from reference_server.backends.decoding import Aborted, ChoiceAssembler, add_generated, best_of
 from reference_server.backends.hf_export import MODEL_CARD_FILE
 from reference_server.backends.vocabulary import Vocabulary
 
 __all__ = ["VllmBackend", "create_vllm_backend"]
 
-GREEDY_BELOW = 1e-4
-"""Temperatures below this are greedy decoding, as in decoding.py."""
 
 MAX_BEAM_WIDTH = 16
 """The spec's maximum best_of: beam search asks the engine for 2 x width candidates per step."""
@@ -170,15 +170,12 @@ class VllmBackend:
 
     async def tokenize(self, text: str) -> list[int]:
         tokens: list[int] = self._tokenizer.encode(text, add_special_tokens=True)
-        if not tokens and text:
-            # some control characters tokenize to nothing; a non-empty prompt still gets a start
-            tokens = [self._vocabulary.start_token]
-        return tokens
+        return prompt_with_a_start(tokens, text, self._vocabulary.start_token)
 
     async def render_chat(self, messages: list[ChatTurn]) -> str:
         turns = [{"role": m.role, "content": m.content} for m in messages]
         if not self._tokenizer.chat_template:
-            return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant:"
+            return plain_chat_prompt(messages)
         rendered: str = self._tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
         return rendered
 
@@ -217,13 +214,14 @@ class VllmBackend:
     def _sampling_params(self, options: SamplingOptions, index: int) -> Any:
         from vllm.sampling_params import RequestOutputKind, SamplingParams
 
-        greedy = options.temperature < GREEDY_BELOW
+        greedy = options.greedy
         return SamplingParams(
             n=1,
             max_tokens=options.max_tokens,
             temperature=0.0 if greedy else options.temperature,
             top_p=options.top_p,
             presence_penalty=options.presence_penalty,
+            frequency_penalty=options.frequency_penalty,
             # any integer is a seed on the wire; torch wants one in int64
             seed=None if options.seed is None else (options.seed + index) % 2**63,
             ignore_eos=options.ignore_eos,
@@ -362,8 +360,7 @@ class VllmBackend:
             choices.append(Choice(index, kept, finish))
         return choices, sum(len(h.tokens) for h in hypotheses)
 
-    async def generate(self, prompt: str, options: SamplingOptions, request_id: str) -> Generation:
-        prompt_ids = await self.tokenize(prompt)
+    async def generate(self, prompt_ids: list[int], options: SamplingOptions, request_id: str) -> Generation:
         with self._admitted(options.best_of):
             if options.use_beam_search:
                 choices, generated = await self._beam_search(prompt_ids, options, request_id)
@@ -371,16 +368,13 @@ class VllmBackend:
                 sampled = await asyncio.gather(
                     *(self._sample(prompt_ids, options, request_id, index) for index in range(options.best_of))
                 )
-                choices = [choice for choice, _ in sampled]
+                choices = best_of([choice for choice, _ in sampled], options.n)
                 generated = sum(count for _, count in sampled)
-                if options.best_of > options.n:
-                    choices = sorted(choices, key=mean_logprob, reverse=True)[: options.n]
-                for index, choice in enumerate(choices):
-                    choice.index = index
-        return Generation(choices=choices, prompt_tokens=len(prompt_ids), generated_tokens=generated)
+        return Generation(choices=choices, generated_tokens=generated)
 
-    async def stream(self, prompt: str, options: SamplingOptions, request_id: str) -> AsyncIterator[ChoiceDelta]:
-        prompt_ids = await self.tokenize(prompt)
+    async def stream(
+        self, prompt_ids: list[int], options: SamplingOptions, request_id: str
+    ) -> AsyncIterator[ChoiceDelta]:
         with self._admitted(options.n):
             # the n choices run concurrently in the engine; their deltas interleave, each with its index
             queue: asyncio.Queue[ChoiceDelta | BaseException | None] = asyncio.Queue()
@@ -389,8 +383,7 @@ class VllmBackend:
                 try:
                     async for step in self._choice_steps(prompt_ids, options, request_id, index):
                         if step.tokens or step.finish_reason is not None:
-                            text = "".join(t.text for t in step.tokens)
-                            await queue.put(ChoiceDelta(index, text, step.tokens, step.finish_reason))
+                            await queue.put(ChoiceDelta(index, step.tokens, step.finish_reason))
                     await queue.put(None)
                 except BaseException as exc:
                     await queue.put(exc)

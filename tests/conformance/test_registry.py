@@ -89,3 +89,24 @@ def test_a_refused_valid_request_fails_the_feature_rules() -> None:
     # the same refusal to a request the suite did not call valid is not the stream rules' business
     refused.label = ProbeLabel("stream", "t#0", "request", valid=False)
     assert "stream.done" not in {o.rule_id for o in judge([refused], JudgeContext())}
+
+
+def test_a_refusal_fails_the_rules_of_the_features_the_request_demands() -> None:
+    refused = Exchange(
+        request=RecordedRequest("POST", "/v1/completions", {"prompt": "x", "stream": True, "logprobs": 2}),
+        status=500,
+        headers={"content-type": "application/json"},
+        body_text='{"error": {"message": "logprobs must be a boolean"}}',
+        label=ProbeLabel("stream", "t#0", "request", valid=True, demands=["logprobs"]),
+    )
+    failed = {o.rule_id for o in judge([refused], JudgeContext()) if not o.passed}
+    assert "logprobs.lengths" in failed
+    assert "stream.done" not in failed  # plain streams are proven elsewhere
+
+
+def test_an_answer_to_an_invalid_request_meets_only_the_error_rules() -> None:
+    accepted = _completion(6, ProbeLabel("invalid_parameter", "t#0", "request", invalid=True))
+    accepted.request.body = {"prompt": "x", "n": 0}
+    judged = {o.rule_id for o in judge([accepted], JudgeContext())}
+    assert "envelope.choices" not in judged and "usage.within_max_tokens" not in judged
+    assert "errors.no_server_error" in judged

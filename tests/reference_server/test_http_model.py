@@ -17,9 +17,9 @@ from tests.conftest import ServerFactory, skip_unless_installed
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 PROMPT = "The capital of France is"
 # Each backend with room for one running request (with --max-waiting 0: none waiting either):
-# one llama.cpp context; one sequence at a time in vLLM's engine.
+# one sequence at a time in llama.cpp's batch and in vLLM's engine.
 ONE_SLOT_BACKENDS = [
-    pytest.param(["--backend", "llamacpp"], id="llamacpp"),
+    pytest.param(["--backend", "llamacpp", "--parallel", "1"], id="llamacpp"),
     pytest.param(["--backend", "vllm", "--engine-arg", "max_num_seqs=1"], id="vllm", marks=pytest.mark.vllm),
 ]
 

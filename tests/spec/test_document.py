@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 from spec.document import DOCUMENT_PATH, Strictness, load_document, schema_validator
 
 DECISIONS = (Path(__file__).parents[2] / "spec" / "DECISIONS.md").read_text(encoding="utf-8")
-ROUTES = ["/v1/completions", "/v1/chat/completions", "/completions", "/chat/completions", "/info"]
+ROUTES = ["/v1/completions", "/v1/chat/completions", "/completions", "/chat/completions", "/info", "/v1/models"]
 
 
 def _schema_nodes(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -131,7 +131,9 @@ def test_vision_content_is_marked() -> None:
     parts = [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": "data:,"}}]
     assert validator.is_valid({"role": "user", "content": parts})
     assert not validator.is_valid({"role": "user"})
-    assert not validator.is_valid({"role": "tool", "content": "x"})
+    assert not validator.is_valid({"role": "function", "content": "x"})
+    assert not validator.is_valid({"role": "assistant", "content": None})
+    assert validator.is_valid({"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]})
 
 
 def test_compat_accepts_openai_logprobs_only_under_compat() -> None:

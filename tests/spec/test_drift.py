@@ -23,6 +23,7 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
     "ImageUrlContentPart": models.ImageUrlContentPart,
     "ImageUrl": models.ImageUrl,
     "StreamOptions": models.StreamOptions,
+    "ResponseFormat": models.ResponseFormat,
 }
 RESPONSE_MODELS: dict[str, type[BaseModel]] = {
     "Usage": models.Usage,
@@ -40,9 +41,14 @@ RESPONSE_MODELS: dict[str, type[BaseModel]] = {
     "ModelInfo": models.ModelInfo,
     "ErrorResponse": models.ErrorResponse,
     "ErrorBody": models.ErrorBody,
+    "OpenAIChatLogprobs": models.OpenAIChatLogprobs,
+    "OpenAIChatTokenLogprob": models.OpenAIChatTokenLogprob,
+    "OpenAITopLogprob": models.OpenAITopLogprob,
+    "ModelList": models.ModelList,
+    "ModelListEntry": models.ModelListEntry,
 }
 # Optional in the spec, `None` in the model, and left out of the JSON by the model's serializer.
-OMITTED_WHEN_NONE = {("ChatDelta", "role")}
+OMITTED_WHEN_NONE = {("ChatDelta", "role"), ("ErrorBody", "target"), ("ErrorBody", "innererror")}
 KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "minItems", "maxItems")
 NOT_GIVEN = object()
 
@@ -171,3 +177,30 @@ def test_the_drift_test_detects_a_drifted_model() -> None:
 def test_chat_delta_omits_an_absent_role() -> None:
     assert models.ChatDelta(content="x").model_dump() == {"content": "x"}
     assert models.ChatDelta(role="assistant", content="").model_dump() == {"role": "assistant", "content": ""}
+
+
+def test_azure_known_members_match_the_document() -> None:
+    schemas = load_document()["components"]["schemas"]
+    for kind, name in (("chat", "ChatCompletionRequest"), ("completion", "CompletionRequest")):
+        documented = set(schemas[name]["x-azure-known-members"])
+        assert documented == models.AZURE_KNOWN_MEMBERS[kind]
+        assert documented <= set(schemas[name]["properties"]), "every known member is a property of the request"
+
+
+def test_azure_parameters_match_the_document() -> None:
+    parameters = load_document()["components"]["parameters"]
+    assert set(parameters["ApiVersion"]["schema"]["enum"]) == set(models.AZURE_API_VERSIONS)
+    assert tuple(parameters["ExtraParameters"]["schema"]["enum"]) == models.EXTRA_PARAMETERS_VALUES
+
+
+def test_every_documented_model_type_spelling_names_an_api() -> None:
+    enum = load_document()["components"]["schemas"]["ModelInfo"]["properties"]["model_type"]["enum"]
+    assert {spelling: models.model_type_api(spelling) for spelling in enum} == {
+        "chat-completion": "chat",
+        "chat-completions": "chat",
+        "chat_completion": "chat",
+        "chat": "chat",
+        "text-generation": "completion",
+        "text_generation": "completion",
+    }
+    assert models.model_type_api("embeddings") is None and models.model_type_api(None) is None

@@ -45,8 +45,9 @@ def _drawn_through_choice(options: SamplingOptions, tokens: int) -> list[int]:
     model, rng, sequence = TableModel(), np.random.default_rng(options.seed), [0]
     for _ in range(tokens):
         adjusted = model.next_logits(sequence).astype(np.float64)
-        if options.presence_penalty and len(sequence) > 1:
-            adjusted[np.unique(np.asarray(sequence[1:]))] -= options.presence_penalty
+        for token_id in set(sequence[1:]):
+            occurrences = sequence[1:].count(token_id)
+            adjusted[token_id] -= options.presence_penalty + options.frequency_penalty * occurrences
         adjusted = adjusted / options.temperature
         probs = np.exp(adjusted - adjusted.max())
         probs /= probs.sum()
@@ -67,6 +68,8 @@ def _drawn_through_choice(options: SamplingOptions, tokens: int) -> list[int]:
         {"temperature": 0.6, "top_p": 0.8},
         {"temperature": 1.4, "presence_penalty": 1.5},
         {"temperature": 0.3, "top_p": 0.5, "presence_penalty": -0.5},
+        {"temperature": 1.2, "frequency_penalty": 1.0},
+        {"temperature": 0.8, "presence_penalty": 0.5, "frequency_penalty": -0.7},
     ],
 )
 @pytest.mark.parametrize("seed", [0, 1, 12345])
@@ -118,3 +121,21 @@ def test_the_simulated_model_is_deterministic_and_stops_naturally() -> None:
     decoder = SequenceDecoder(model, options, threading.Event())
     finishes = [list(decoder.sample_choice(prompt, index))[-1].finish_reason for index in range(20)]
     assert finishes.count("stop") >= 15
+
+
+def test_frequency_penalty_grows_with_each_occurrence() -> None:
+    """Greedy over a model that always prefers token 1: the penalty per occurrence moves it off 1 in time."""
+
+    class Repeating(TableModel):
+        def next_logits(self, sequence: list[int]) -> Logits:
+            logits = np.zeros(VOCABULARY, dtype=np.float32)
+            logits[1], logits[2] = 3.0, 2.0
+            return logits
+
+    greedy = _decode(SamplingOptions(max_tokens=6, temperature=0.0), Repeating())
+    assert greedy == [1] * 6
+    # presence alone lowers token 1 by 0.5 once: still the best (2.5 > 2.0)
+    assert _decode(SamplingOptions(max_tokens=6, temperature=0.0, presence_penalty=0.5), Repeating()) == [1] * 6
+    # frequency 0.4: token 1 at 3.0 - 0.4k, token 2 at 2.0 - 0.4j; they alternate once token 1 has been used 3 times
+    penalised = _decode(SamplingOptions(max_tokens=6, temperature=0.0, frequency_penalty=0.4), Repeating())
+    assert penalised[:3] == [1, 1, 1] and 2 in penalised[3:]
