@@ -14,7 +14,7 @@ from perf.workload import RequestKind
 
 def test_the_builtin_scenarios() -> None:
     scenarios = builtin_scenarios()
-    assert set(scenarios) == {"smoke", "throughput", "poisson", "sweep", "rate-limit", "rate-limit-under"}
+    assert set(scenarios) == {"smoke", "throughput", "poisson", "sweep", "rate-limit", "rate-limit-under", "capacity"}
     smoke = scenarios["smoke"]
     assert {(kind.api, kind.stream, kind.route_family) for kind in smoke.mix} == {
         ("chat", True, "llama"), ("chat", False, "azure"), ("completion", True, "azure"), ("completion", False, "llama")
