@@ -11,7 +11,7 @@ Prints every ratio the issue asks for, each with the machine's idle CPU measured
 The server is measured with `llamacert load --scenario throughput --mix completion+stream --prompt-tokens
 64 --output-tokens 128`. A benchmark, not a test: on a busy machine the figures mean little.
 
-    python benchmarks/batching.py [--duration 40] [--threads N] [--llama-cpp-server]
+    python -m benchmarks.batching [--duration 40] [--threads N] [--llama-cpp-server]
 """
 
 from __future__ import annotations

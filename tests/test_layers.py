@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "reports": 1,  # renders the typed contracts of spec/, not the internals of their producers
     "perf": 2,  # load tests may judge their samples with the conformance rules
     "llamacert": 3,  # the command, on top of everything
+    "benchmarks": 4,  # measurements run from a checkout, over everything; never shipped
 }
 
 

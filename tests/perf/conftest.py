@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.harness_capacity import trivial_endpoint
 from launch import ManagedProcess, free_loopback_port
-from perf.harness_capacity import trivial_endpoint
 from perf.runner import subprocess_environment
 
 API_KEY = "perf-test-key"
@@ -40,7 +40,7 @@ ReferenceFactory = Callable[..., Server]
 
 @pytest.fixture
 def start_trivial() -> Iterator[TrivialFactory]:
-    """Start perf/trivial_server.py with the given options; returns its URL."""
+    """Start benchmarks/trivial_server.py with the given options; returns its URL."""
     with ExitStack() as stack:
         yield lambda *arguments: stack.enter_context(trivial_endpoint(*arguments))
 

@@ -1,6 +1,6 @@
 """Locust runs end to end through `llamacert load`: our records agree with Locust's statistics and the server's.
 
-Against perf/trivial_server.py (known answers: chunked events, no usage, 429s) and against the reference server
+Against benchmarks/trivial_server.py (known answers: chunked events, no usage, 429s) and against the reference server
 with the simulated backend, rate-limited; one run with a Locust master and two local workers.
 """
 
@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
+from benchmarks.harness_capacity import main as harness_capacity_main
+from benchmarks.harness_capacity import measure, reference_simulated_endpoint
 from launch import free_loopback_port
 from perf.baseline import compare, load_baseline, save_baseline
 from perf.cli import main
-from perf.harness_capacity import main as harness_capacity_main
-from perf.harness_capacity import measure, reference_simulated_endpoint
 from perf.records import RequestRecord, read_records
 from perf.runner import subprocess_environment
 from spec.load_summary import LoadSummary

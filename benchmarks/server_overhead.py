@@ -16,7 +16,7 @@ What is timed, the same way on each side:
 
 A benchmark, not a test: run it on a quiet machine.
 
-    python -m perf.server_overhead [--tokens 128] [--runs 5] [--threads 2]
+    python -m benchmarks.server_overhead [--tokens 128] [--runs 5] [--threads 2]
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def _summary(title: str, results: Sequence[OverheadRun]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m perf.server_overhead", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="python -m benchmarks.server_overhead", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=5)

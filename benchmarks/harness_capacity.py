@@ -1,7 +1,7 @@
 """How many requests/s one Locust process running perf/locustfile.py can drive: the load generator's own ceiling.
 
 Runs a closed-loop scenario with no think time, through the same runner as `llamacert load`, against one of
-  - `--target trivial` (the default): perf/trivial_server.py, canned answers on raw asyncio, so the figure is
+  - `--target trivial` (the default): benchmarks/trivial_server.py, canned answers on raw asyncio, so the figure is
     Locust's own ceiling;
   - `--target simulated`: the reference server, `llamacert serve --backend simulated` with zero latency and
     no rate limits (profile managed-compute), so the figure is what the harness drives against the real HTTP
@@ -11,7 +11,7 @@ Both targets are started here. It reports requests/s, the CPU the Locust process
 server used, and the CPU everything else on the machine used meanwhile (a busy machine lowers the figure).
 A load test whose target rate is near this figure measures the harness, not the endpoint: add --workers.
 
-    python -m perf.harness_capacity --seconds 10 --users 32 [--stream] [--runs 5]
+    python -m benchmarks.harness_capacity --seconds 10 --users 32 [--stream] [--runs 5]
         [--target trivial|simulated | --endpoint URL --api-key KEY]
 """
 
@@ -37,7 +37,7 @@ from perf.scenarios import RequestMixEntry, Scenario
 
 __all__ = ["StartedEndpoint", "measure", "reference_simulated_endpoint", "trivial_endpoint"]
 
-# what perf/trivial_server.py prints once it listens (it binds port 0)
+# what benchmarks/trivial_server.py prints once it listens (it binds port 0)
 LISTENING = re.compile(r"listening on (\d+)")
 
 
@@ -52,7 +52,7 @@ class StartedEndpoint:
 
 @contextmanager
 def trivial_endpoint(*extra_arguments: str) -> Iterator[str]:
-    """Start perf/trivial_server.py on a free port; yields its base URL and always stops it."""
+    """Start benchmarks/trivial_server.py on a free port; yields its base URL and always stops it."""
     with _trivial_server(*extra_arguments) as started:
         yield started.url
 
@@ -60,7 +60,7 @@ def trivial_endpoint(*extra_arguments: str) -> Iterator[str]:
 @contextmanager
 def _trivial_server(*extra_arguments: str) -> Iterator[StartedEndpoint]:
     process = ManagedProcess(
-        [sys.executable, "-m", "perf.trivial_server", "--port", "0", *extra_arguments],
+        [sys.executable, "-m", "benchmarks.trivial_server", "--port", "0", *extra_arguments],
         name="the trivial server",
         environment=subprocess_environment(""),
         cwd=PERF_DIR.parent,
@@ -155,7 +155,7 @@ def _spread(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m perf.harness_capacity", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="python -m benchmarks.harness_capacity", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--users", type=int, default=32)

@@ -1,6 +1,6 @@
 """A trivial Llama API endpoint on raw asyncio: canned answers as fast as one core can send them.
 
-It exists to measure the load generator, not a server (`perf/harness_capacity.py`), and to give the perf
+It exists to measure the load generator, not a server (`benchmarks/harness_capacity.py`), and to give the perf
 tests an endpoint whose every answer is known: N tokens of one word each (N = max_tokens), usage always
 (unless --no-usage), optional delays between stream events, a 429 for every K-th request (--reject-every),
 and GET /stats with what it saw. It is no conformance reference: the reference server is `llamacert serve`.
@@ -202,7 +202,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m perf.trivial_server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.trivial_server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tokens-per-event", type=int, default=1)

@@ -1,11 +1,11 @@
-"""perf/server_overhead.py: both sides generate what was asked and are timed (the figures are not judged)."""
+"""benchmarks/server_overhead.py: both sides generate what was asked and are timed (the figures are not judged)."""
 
 from __future__ import annotations
 
 import pytest
 
+from benchmarks.server_overhead import OverheadRun, SideTiming, measure_overhead
 from perf import server_overhead
-from perf.server_overhead import OverheadRun, SideTiming, measure_overhead
 
 
 @pytest.mark.model
