@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.server_overhead import OverheadRun, SideTiming, measure_overhead
-from perf import server_overhead
+from benchmarks import server_overhead
 
 
 @pytest.mark.model
