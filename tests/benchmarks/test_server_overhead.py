@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.server_overhead import OverheadRun, SideTiming, measure_overhead
 from benchmarks import server_overhead
+from benchmarks.server_overhead import OverheadRun, SideTiming, measure_overhead
 
 
 @pytest.mark.model
