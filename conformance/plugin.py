@@ -30,6 +30,7 @@ from launch import ReferenceServer
 from spec.document import Strictness
 from spec.models import AZURE_API_VERSIONS, model_type_api
 from spec.profiles import get_profile
+from spec.routes import RouteFamily, generation_route
 
 __all__ = [
     "DEFAULT_HARMFUL_PROMPTS",
@@ -49,7 +50,6 @@ __all__ = [
     "pytest_sessionfinish",
 ]
 
-ROUTE_PREFIXES = {"llama": "/v1", "azure": ""}
 PROMPT = "The capital of France is"
 CHAT_MESSAGES = [{"role": "user", "content": "Name three colours."}]
 DEFAULT_HARMFUL_PROMPTS = Path(__file__).with_name("data") / "harmful_prompts.txt"
@@ -96,6 +96,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _route_family(name: str) -> RouteFamily:
+    if name == "llama":
+        return "llama"
+    if name == "azure":
+        return "azure"
+    raise pytest.UsageError(f"--routes must be llama, azure or both, not {name!r}")
+
+
 @dataclass(frozen=True)
 class Api:
     """One API under test: chat or completions on one route family."""
@@ -105,7 +113,7 @@ class Api:
 
     @property
     def path(self) -> str:
-        return f"{ROUTE_PREFIXES[self.family]}/{'chat/completions' if self.chat else 'completions'}"
+        return generation_route("chat" if self.chat else "completion", _route_family(self.family)).path
 
     def body(self, prompt: str | None = None, **params: Any) -> dict[str, Any]:
         if self.chat:

@@ -10,10 +10,11 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, get_args
+
+from spec.routes import Api, RouteFamily, generation_route
 
 __all__ = [
-    "ROUTES",
     "Api",
     "LengthRange",
     "PlannedRequest",
@@ -26,15 +27,6 @@ __all__ = [
     "synthetic_prompt",
 ]
 
-Api = Literal["chat", "completion"]
-RouteFamily = Literal["llama", "azure"]
-
-ROUTES: Final[dict[tuple[Api, RouteFamily], str]] = {
-    ("completion", "llama"): "/v1/completions",
-    ("chat", "llama"): "/v1/chat/completions",
-    ("completion", "azure"): "/completions",
-    ("chat", "azure"): "/chat/completions",
-}
 
 # Common English words: one token each for Llama tokenizers (with their leading space) and for the
 # simulated backend, so a prompt of N words is close to N prompt tokens without shipping a tokenizer.
@@ -57,7 +49,7 @@ class RequestKind:
 
     @property
     def route(self) -> str:
-        return ROUTES[(self.api, self.route_family)]
+        return generation_route(self.api, self.route_family).path
 
     @property
     def stats_name(self) -> str:
