@@ -174,6 +174,10 @@ class BatchEngine:
                 except Exception as exc:  # reported to the caller, the engine goes on
                     _settle(item.future, error=exc)
             else:
+                # one job per sequence: an older one still there would never be answered, so say why
+                superseded = self._active.pop(item.seq_id, None)
+                if superseded is not None:
+                    _settle(superseded.future, error=RuntimeError(f"sequence {item.seq_id} got a second job"))
                 # the cells from `position` on belong to an older continuation: replace them
                 self._lib.llama_memory_seq_rm(self._memory, item.seq_id, item.position, -1)
                 self._active[item.seq_id] = item

@@ -121,6 +121,13 @@ class _Lease:
 
     models: list[SequenceModel]
     cancelled: threading.Event
+    work: list[asyncio.Future[Any]] = field(default_factory=list)
+    """What runs on the lease's sequences in worker threads: they are freed only once it has all ended."""
+
+    def run(self, loop: asyncio.AbstractEventLoop, executor: Any, function: Callable[..., Any], *args: Any) -> Any:
+        future = loop.run_in_executor(executor, function, *args)
+        self.work.append(future)
+        return future
 
 
 @dataclass
@@ -204,6 +211,19 @@ class LlamaCppBackend:
         self._free_ids.extend(ids)
         self._wake_waiters()
 
+    def _release_after(self, ids: list[int], work: list[asyncio.Future[Any]]) -> None:
+        """Free the sequences once every thread that used them has ended.
+
+        A request cancelled twice (its client left while it was stopping) leaves this context before
+        its threads do; handing their sequences to the next request then would put two owners' jobs
+        on one sequence. The cancelled flag stops the threads within one decode step.
+        """
+        running = [future for future in work if not future.done()]
+        if not running:
+            self._release(ids)
+            return
+        asyncio.gather(*running, return_exceptions=True).add_done_callback(lambda _: self._release(ids))
+
     @contextlib.asynccontextmanager
     async def _admitted(self, request_id: str, choices: int) -> AsyncIterator[_Lease]:
         """Sequences for the request's choices (at most `parallel`: more choices take turns on them).
@@ -219,6 +239,7 @@ class LlamaCppBackend:
         self._cancel_events[request_id] = cancelled
         self._in_flight += 1
         ids: list[int] = []
+        lease: _Lease | None = None
         try:
             if ready:
                 ids = self._take(sequences)
@@ -235,13 +256,14 @@ class LlamaCppBackend:
                     raise
             if cancelled.is_set():
                 raise Aborted
-            yield _Lease([SequenceModel(self._engine, seq_id, self._vocabulary) for seq_id in ids], cancelled)
+            lease = _Lease([SequenceModel(self._engine, seq_id, self._vocabulary) for seq_id in ids], cancelled)
+            yield lease
         finally:
             cancelled.set()
             self._cancel_events.pop(request_id, None)
-            if ids:
-                self._release(ids)
             self._in_flight -= 1
+            if ids:
+                self._release_after(ids, lease.work if lease is not None else [])
 
     # --- generation -----------------------------------------------------------------------------
 
@@ -292,7 +314,8 @@ class LlamaCppBackend:
         decoders = [SequenceDecoder(model, options, lease.cancelled) for model in lease.models]
         width = len(lease.models)
         runs = [
-            loop.run_in_executor(
+            lease.run(
+                loop,
                 self._executor,
                 self._run_choices,
                 model,
@@ -317,14 +340,15 @@ class LlamaCppBackend:
             if options.use_beam_search:
                 await self._evaluate_prompt(lease, prompt_ids, 1)
                 loop = asyncio.get_running_loop()
-                hypotheses = await loop.run_in_executor(self._executor, self._beam_search, lease, options, prompt_ids)
+                hypotheses = await lease.run(loop, self._executor, self._beam_search, lease, options, prompt_ids)
                 choices = []
                 best = hypotheses[: options.n]
                 for start in range(0, len(best), len(lease.models)):
                     batch = best[start : start + len(lease.models)]
                     choices += await asyncio.gather(
                         *(
-                            loop.run_in_executor(
+                            lease.run(
+                                loop,
                                 self._executor,
                                 SequenceDecoder(model, options, lease.cancelled).replay,
                                 prompt_ids,
