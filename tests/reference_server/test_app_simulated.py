@@ -11,21 +11,17 @@ import httpx
 import pytest
 import yaml
 
-from reference_server.server import build_app
-from reference_server.settings import ServerSettings
 from spec.models import AZURE_PASS_THROUGH
 from spec.sse import DONE, SseDecoder
+from tests.reference_server.inprocess import simulated_client
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 async def _client(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(ServerSettings(backend="simulated", **settings), api_key=KEY)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async for client in simulated_client(KEY, **settings):
+        yield client
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import pytest
 from reference_server.backends.base import Generation, SamplingOptions
 from reference_server.backends.simulated import create_simulated_backend
 from reference_server.faults import REQUEST_ID_HEADER
-from reference_server.server import build_app
 from reference_server.settings import ServerSettings
+from tests.reference_server.inprocess import simulated_client
 from tests.reference_server.threaded_server import serve_in_thread
 
 KEY = "hostile-key"
@@ -137,11 +137,7 @@ def _hostile_set(chat: bool) -> list[Hostile]:
 
 
 async def _client(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(ServerSettings(backend="simulated", **settings), api_key=KEY)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async for client in simulated_client(KEY, **settings):
         yield client
 
 
