@@ -54,7 +54,10 @@ def _cheap(body: Any, mode: str) -> Any:
             body = {**body, "messages": [_short_message(m) for m in body["messages"][:4]]}
     # one token unless the case is about max_tokens: the default (16) would make a case ten times dearer
     body = {"max_tokens": 1, **body}
-    for name, cap in (("max_tokens", 2), ("n", 1), ("best_of", 2)):
+    # max_completion_tokens overrides max_tokens (D45): uncapped, 5,761 tokens with a negative
+    # frequency_penalty (which keeps the simulated model off its end token) for each of nine prompts
+    # held one case past the 120 s timeout at 2 ms a token
+    for name, cap in (("max_tokens", 2), ("max_completion_tokens", 2), ("n", 1), ("best_of", 2)):
         value = body.get(name)
         # 409.0 is an integer to JSON Schema, and costs 409 tokens
         if isinstance(value, int | float) and not isinstance(value, bool) and value > cap:
