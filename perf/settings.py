@@ -170,6 +170,11 @@ def _number(value: Any, name: str) -> float:
     return number
 
 
+def _number_or(value: Any, name: str, default: float) -> float:
+    """A number option whose empty value (the web UI's blank field) means its default; 0 stays 0, to be judged."""
+    return default if _text(value) == "" else _number(value, name)
+
+
 def _flag(value: Any) -> bool:
     return value if isinstance(value, bool) else _text(value).lower() in ("1", "true", "yes", "on")
 
@@ -268,14 +273,14 @@ class LoadSettings:
             steps=parse_steps(_text(values.get("steps"))),
             step_duration=_number(values.get("step_duration"), "step-duration") or 30.0,
             prefix_tokens=int(_number(values.get("prefix_tokens"), "prefix-tokens")),
-            prefix_share=_number(values.get("prefix_share", 1.0), "prefix-share"),
-            prefix_count=int(_number(values.get("prefix_count", 1), "prefix-count")),
-            turns=int(_number(values.get("turns", 1), "turns")),
+            prefix_share=_number_or(values.get("prefix_share"), "prefix-share", 1.0),
+            prefix_count=int(_number_or(values.get("prefix_count"), "prefix-count", 1)),
+            turns=int(_number_or(values.get("turns"), "turns", 1)),
             think_time=_number(values.get("think_time"), "think-time"),
             trace=Path(trace) if trace else None,
-            trace_time_scale=_number(values.get("trace_time_scale", 1.0), "trace-time-scale"),
+            trace_time_scale=_number_or(values.get("trace_time_scale"), "trace-time-scale", 1.0),
             trace_block_tokens=int(
-                _number(values.get("trace_block_tokens", MOONCAKE_BLOCK_TOKENS), "trace-block-tokens")
+                _number_or(values.get("trace_block_tokens"), "trace-block-tokens", MOONCAKE_BLOCK_TOKENS)
             ),
         )
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,6 +24,12 @@ __all__ = ["MOONCAKE_BLOCK_TOKENS", "TraceEntry", "TraceError", "TraceReplay", "
 
 MOONCAKE_BLOCK_TOKENS: Final = 512
 """Tokens per `hash_ids` block in Mooncake's published traces."""
+
+
+@lru_cache(maxsize=4096)
+def _block_words(seed: int, hash_id: int, block_tokens: int) -> tuple[str, ...]:
+    """A block's words: fixed by its id and the seed. The cache is bounded, as a long trace has ~10^5 blocks."""
+    return tuple(seeded_words(block_tokens, "block", seed, hash_id).split())
 
 
 class TraceError(ValueError):
@@ -99,7 +106,7 @@ def load_trace(path: Path) -> tuple[TraceEntry, ...]:
     return tuple(entries)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TraceReplay:
     """Plans a trace's requests: when each is due, and its prompt of the recorded length with max_tokens set to
     the recorded output length (with ignore_eos, exactly that many tokens come back).
@@ -113,7 +120,6 @@ class TraceReplay:
     block_tokens: int = MOONCAKE_BLOCK_TOKENS
     seed: int = 0
     ignore_eos: bool = True
-    _blocks: dict[int, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.entries:
@@ -132,19 +138,13 @@ class TraceReplay:
         """Seconds from the first request's send to the last one's."""
         return self.due_s(self.entries[-1])
 
-    def _block(self, hash_id: int) -> str:
-        text = self._blocks.get(hash_id)
-        if text is None:
-            text = self._blocks[hash_id] = seeded_words(self.block_tokens, "block", self.seed, hash_id)
-        return text
-
     def prompt(self, entry: TraceEntry, rng: random.Random) -> str:
         """`input_length` words: the entry's blocks in order (the last one cut to fit), then random words."""
         words: list[str] = []
         for hash_id in entry.hash_ids:
             if len(words) >= entry.input_length:
                 break
-            words += self._block(hash_id).split()[: entry.input_length - len(words)]
+            words += _block_words(self.seed, hash_id, self.block_tokens)[: entry.input_length - len(words)]
         rest = entry.input_length - len(words)
         return " ".join(words) + (" " if words and rest else "") + (synthetic_prompt(rest, rng) if rest else "")
 

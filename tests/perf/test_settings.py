@@ -74,6 +74,12 @@ def test_web_ui_strings_are_parsed() -> None:
     )
     settings = LoadSettings.from_options(options, users=4)
     assert settings.user_rate == 2.5 and settings.honour_retry_after and settings.seed == 3
+    # a blank field is the option's default; an explicit 0 is kept, and judged
+    blank = argparse.Namespace(prefix_tokens="8", prefix_share="", prefix_count="", turns="", trace_time_scale="")
+    settings = LoadSettings.from_options(blank)
+    assert (settings.prefix_share, settings.prefix_count, settings.turns, settings.trace_time_scale) == (1, 1, 1, 1)
+    with pytest.raises(ValueError, match="--prefix-share"):
+        LoadSettings.from_options(argparse.Namespace(prefix_tokens="8", prefix_share="0")).workload()
 
 
 @pytest.mark.parametrize(
