@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from conformance.rules import RULES
 from perf.metrics import (
     RateLimitExpectation,
     RunWindow,
@@ -237,6 +238,28 @@ def test_every_429_needs_retry_after() -> None:
     result = _verdict(_offered(15, retry_after=None))
     assert result["verdict"] == "fail"
     assert result["reasons"] == ["85 of 85 429 answers had no valid Retry-After"]
+
+
+def test_every_429_needs_the_rate_limit_headers() -> None:
+    records = _offered(15)
+    for record in records[15:20]:
+        record.missing_rate_limit_headers = ["x-ratelimit-remaining-requests"]
+    result = _verdict(records)
+    assert result["verdict"] == "fail"
+    assert result["reasons"] == ["5 of 85 429 answers lacked the rate-limit headers ['x-ratelimit-remaining-requests']"]
+    assert _verdict(_offered(15))["verdict"] == "pass"
+    # the token pair is required only of a deployment with a tokens/min limit
+    for record in records[15:20]:
+        record.missing_rate_limit_headers = ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens"]
+    assert _verdict(records)["verdict"] == "pass"
+    assert _verdict(records, limit_tpm=1_000_000)["verdict"] == "fail"
+
+
+def test_the_verdict_names_its_registered_rule_and_source() -> None:
+    result = _verdict(_offered(15))
+    rule = RULES[result["rule_id"]]
+    assert rule.rule_id == "rate_limit.enforced" and result["source"] == rule.source
+    assert "D26" in result["source"]
 
 
 def test_server_errors_and_hung_requests_fail() -> None:
