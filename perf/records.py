@@ -75,6 +75,10 @@ class RequestRecord:
     """From x-ratelimit-limit-requests; None when absent."""
     limit_tokens: int | None = None
     """From x-ratelimit-limit-tokens; None when absent."""
+    turn: int | None = None
+    """A conversation's turn, from 1; None outside multi-turn conversations."""
+    t_due: float | None = None
+    """Trace replay: when the trace said to send it (t_send - t_due is how late it went)."""
 
     @property
     def ok(self) -> bool:

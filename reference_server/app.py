@@ -19,11 +19,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reference_server.admission import GenerationGate
-from reference_server.azure import ClientRequestIdMiddleware, check_api_version, is_azure_route
+from reference_server.azure import ClientRequestIdMiddleware, check_api_version, error_response_for
 from reference_server.backends.base import Backend, BackendOverloaded
 from reference_server.chat import ChatApi
 from reference_server.completions import CompletionsApi
-from reference_server.errors import ApiError, azure_error_response, error_response
+from reference_server.errors import ApiError
 from reference_server.faults import FaultBarrier
 from reference_server.metrics import install_metrics
 from reference_server.moderation import ContentSafety
@@ -69,19 +69,13 @@ async def _health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "backend": state.backend.info.backend, "in_flight": state.gate.in_flight})
 
 
-def _error_response(request: Request, error: ApiError, headers: dict[str, str] | None = None) -> Response:
-    """Our envelope on the Llama routes; the Azure.Core form of it on the Azure routes (D42)."""
-    render = azure_error_response if is_azure_route(request.url.path) else error_response
-    return render(error, headers)
-
-
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     state = app_state(request)
     headers: dict[str, str] = {}
     if state.rate_limiter is not None and "Retry-After" not in exc.headers:
         headers = rate_limit_headers(state.rate_limiter.snapshot())
-    return _error_response(request, exc, headers)
+    return error_response_for(request.url.path, exc, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -93,13 +87,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error.headers = dict(exc.headers or {})
     else:
         error = ApiError(exc.status_code, "http_error", str(exc.detail))
-    return _error_response(request, error)
+    return error_response_for(request.url.path, error)
 
 
 async def _overloaded(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackendOverloaded)
     retry = max(1, round(exc.retry_after_s))
-    return _error_response(request, ApiError(503, "overloaded", str(exc), headers={"Retry-After": str(retry)}))
+    error = ApiError(503, "overloaded", str(exc), headers={"Retry-After": str(retry)})
+    return error_response_for(request.url.path, error)
 
 
 def create_app(

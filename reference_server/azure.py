@@ -10,9 +10,10 @@ from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reference_server.errors import ApiError
+from reference_server.errors import ApiError, azure_error_response, error_response
 from spec.models import (
     AZURE_API_VERSIONS,
     AZURE_VERSIONED_ROUTES,
@@ -24,6 +25,7 @@ __all__ = [
     "ClientRequestIdMiddleware",
     "admit_members",
     "check_api_version",
+    "error_response_for",
     "is_azure_route",
 ]
 
@@ -33,6 +35,13 @@ CLIENT_REQUEST_ID = "x-ms-client-request-id"
 def is_azure_route(path: str) -> bool:
     """Whether a path is one of the Azure AI Model Inference routes (errors there are Azure.Core bodies)."""
     return path.rstrip("/") in AZURE_VERSIONED_ROUTES
+
+
+def error_response_for(path: str, error: ApiError, extra_headers: dict[str, str] | None = None) -> JSONResponse:
+    """The answer `error` gets on `path`: our envelope on the Llama routes, its Azure.Core form on the Azure
+    routes (D42). The error handlers and the fault barrier both answer through it, so no error escapes the form."""
+    render = azure_error_response if is_azure_route(path) else error_response
+    return render(error, extra_headers)
 
 
 def check_api_version(request: Request) -> None:

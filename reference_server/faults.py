@@ -3,8 +3,8 @@
 Starlette's own last-resort handler re-raises after answering, so uvicorn logs a traceback and
 closes the keep-alive connection without saying so; clients sharing a connection pool then fail
 on requests that did nothing wrong. This middleware sits inside it and ends the matter: the client
-gets the 500 envelope with the request id, the connection stays usable, and the log gets one line
-(the traceback only at debug level).
+gets a 500 in its route's error form (our envelope; Azure.Core's on the Azure routes, D42) with the
+request id, the connection stays usable, and the log gets one line (the traceback only at debug level).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reference_server.errors import ApiError, error_response
+from reference_server.azure import error_response_for
+from reference_server.errors import ApiError
 
 __all__ = ["REQUEST_ID_HEADER", "FaultBarrier", "request_id_of"]
 
@@ -69,4 +70,4 @@ class FaultBarrier:
                 # the status is sent: uvicorn ends the incomplete body by closing this one connection
                 return
             error = ApiError(500, "server_error", f"internal error ({type(exc).__name__}); request id {request_id}")
-            await error_response(error)(scope, receive, send_with_id)
+            await error_response_for(scope["path"], error)(scope, receive, send_with_id)
