@@ -49,6 +49,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mix", type=parse_mix, help="Override the request mix, e.g. chat+stream:3,completion@azure")
     parser.add_argument("--prompt-tokens", type=LengthRange.parse, help="N or MIN..MAX")
     parser.add_argument("--output-tokens", type=LengthRange.parse, help="N or MIN..MAX (max_tokens)")
+    workload = parser.add_argument_group("workloads (shared prefixes, conversations, trace replay)")
+    workload.add_argument("--prefix-tokens", type=_non_negative_int, help="Shared prefix of N tokens (0: none).")
+    workload.add_argument(
+        "--prefix-share", type=float, help="Fraction of requests that start with a shared prefix (default 1)."
+    )
+    workload.add_argument("--prefix-count", type=int, help="Distinct shared prefixes (default 1).")
+    workload.add_argument("--turns", type=int, help="Chat conversations of N turns; history grows per turn.")
+    workload.add_argument("--think-time", type=float, help="Seconds a user waits between turns.")
+    workload.add_argument(
+        "--trace",
+        type=Path,
+        help="Replay a Mooncake-style JSONL trace (timestamp ms, input_length, output_length, "
+        "hash_ids) at its recorded times.",
+    )
+    workload.add_argument("--trace-time-scale", type=float, help="Multiply the trace's gaps (0.5: twice as fast).")
+    workload.add_argument("--trace-block-tokens", type=int, help="Tokens per hash_ids block (default 512).")
     retry = parser.add_mutually_exclusive_group()
     retry.add_argument("--honour-retry-after", dest="honour_retry_after", action="store_true", default=None)
     retry.add_argument("--no-honour-retry-after", dest="honour_retry_after", action="store_false")
@@ -123,6 +139,17 @@ def _typed(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
+def _parse_non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
+    return value
+
+
+_non_negative_int = _typed(_parse_non_negative_int)
 _objectives = _typed(parse_objectives)
 _tolerance = _typed(parse_tolerance_pct)
 _warmup = _typed(lambda text: 0.0 if text.strip() in ("0", "0s") else parse_duration(text))
@@ -201,6 +228,14 @@ def main(argv: list[str]) -> int:
             expect_workers=args.expect_workers if args.master else 0,
             master_bind_host=args.master_bind_host,
             master_bind_port=args.master_bind_port,
+            prefix_tokens=args.prefix_tokens,
+            prefix_share=args.prefix_share,
+            prefix_count=args.prefix_count,
+            turns=args.turns,
+            think_time_s=args.think_time,
+            trace=args.trace,
+            trace_time_scale=args.trace_time_scale,
+            trace_block_tokens=args.trace_block_tokens,
         )
         if request.web:
             print(f"Locust web UI: http://127.0.0.1:{request.web_port} (Ctrl-C ends the run)", file=sys.stderr)

@@ -5,7 +5,9 @@ perf/locustfile.py --host URL --mix chat+stream ...`, with the options of perf/s
 must be importable, as it is from the root or with llamacert installed).
 Per request it stamps raw times and writes a record (perf/records.py); Locust's statistics get the request
 itself (its full duration, not just the headers) plus "TTFT" and "ITL" entries of request type METRIC, so the
-web UI and the CSVs show them. Add perf/shapes.py to -f for a stepped sweep.
+web UI and the CSVs show them. Add perf/shapes.py to -f for a stepped sweep. A user sends what perf/workload.py
+plans (one request, or a conversation turn by turn, its answers appended to the history) or, with --trace, the
+trace's entries at their recorded times (perf/trace.py).
 Workers (on this machine or others) send their records to the master with Locust's own messages, so the
 master's records file holds every request and no disk is shared; with --stop-after the master ends the test
 itself and waits for each worker's last records before it quits.
@@ -19,7 +21,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Final, Protocol
 
@@ -39,7 +41,8 @@ from perf.metrics import itl_ms, ttft_ms
 from perf.records import INTERRUPTED, TIMEOUT, RecordWriter, RequestRecord, encode_record, record_file_name
 from perf.responses import StreamReader, parse_body, parse_header_int, parse_retry_after
 from perf.settings import OPTIONS, LoadSettings
-from perf.workload import PlannedRequest, RequestKind, Workload
+from perf.trace import TraceEntry, TraceReplay
+from perf.workload import Conversation, PlannedRequest, Workload
 from spec.models import AZURE_PASS_THROUGH
 from spec.profiles import RATE_LIMIT_HEADERS
 
@@ -51,6 +54,7 @@ RECORDS_MESSAGE: Final = "llamacert_records"
 """Worker -> master: {"lines": [encoded records], "final": bool}; final once the worker's users have stopped."""
 _FORWARD_INTERVAL_S: Final = 1.0
 _FINAL_RECORDS_WAIT_S: Final = 30.0
+_TRACE_SPENT_WAIT_S: Final = 3600.0
 
 
 class ForwardingWriter:
@@ -139,6 +143,7 @@ def _check_options(environment: Environment, **_: Any) -> None:
     try:
         settings = _settings(environment)
         settings.workload()
+        settings.trace_replay()
     except (ValueError, OSError) as error:
         logger.error("llamacert: %s", error)
         sys.exit(2)
@@ -203,7 +208,7 @@ def _start(environment: Environment, **_: Any) -> None:
         writer = existing if isinstance(existing, ForwardingWriter) else ForwardingWriter(environment.runner)
     else:
         writer = RecordWriter(settings.records_dir / record_file_name())
-    LlamaUser.configure(settings, settings.workload(), writer)
+    LlamaUser.configure(settings, settings.workload(), writer, settings.trace_replay())
 
 
 _listen(events.test_start, _start)
@@ -256,13 +261,25 @@ class LlamaUser(FastHttpUser):
     settings: ClassVar[LoadSettings] = LoadSettings()
     workload: ClassVar[Workload | None] = None
     writer: ClassVar[RecordSink | None] = None
+    trace: ClassVar[TraceReplay | None] = None
+    """Trace replay: the users of this process take the trace's entries in turn, each sent when it is due."""
+    _trace_entries: ClassVar[Iterator[TraceEntry]] = iter(())
+    _trace_start: ClassVar[float] = 0.0
+    _trace_start_wall: ClassVar[float] = 0.0
     _users_started: ClassVar[int] = 0
 
     # Each user sends one request at a time; keep-alive connections are reused between requests.
     concurrency = 1
 
     @classmethod
-    def configure(cls, settings: LoadSettings, workload: Workload, writer: RecordSink) -> None:
+    def configure(
+        cls, settings: LoadSettings, workload: Workload, writer: RecordSink, trace: TraceReplay | None = None
+    ) -> None:
+        cls.trace = trace
+        if trace is not None:
+            # the replay's clock starts with the test: the trace's first request is sent as the users start
+            cls._trace_entries = iter(trace.entries)
+            cls._trace_start, cls._trace_start_wall = time.perf_counter(), time.time()
         if cls.writer is not None and cls.writer.path != writer.path:
             cls.writer.close()
         cls.settings, cls.workload = settings, workload
@@ -277,6 +294,8 @@ class LlamaUser(FastHttpUser):
         self._rng = random.Random(seed * 1_000_003 + LlamaUser._users_started if seed else None)
         self._next_send = 0.0
         self._not_before = 0.0
+        self._trace_entry: TraceEntry | None = None
+        self._conversation: Conversation | None = None
         key = self.settings.endpoint_key
         self._headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if key:
@@ -298,6 +317,11 @@ class LlamaUser(FastHttpUser):
 
     def wait_time(self) -> float:
         now = time.perf_counter()
+        if self.trace is not None:
+            return self._claim_trace_entry(self.trace, now)
+        if self._conversation is not None:
+            # mid-conversation: the user thinks, then sends the next turn, whatever the arrival schedule
+            return max(self.settings.think_time, self._not_before - now)
         if self.settings.arrival == "closed":
             return max(0.0, self._not_before - now)
         # The schedule runs from the previous scheduled send, not from when the answer came (open loop);
@@ -312,12 +336,51 @@ class LlamaUser(FastHttpUser):
         # that can be mid-request, after the user has already moved on from waiting. Yielding once first lets
         # a pending kill land here, before anything is sent.
         gevent.sleep(0)
-        planned = self.workload.plan(self._rng)
-        record = self._send(planned)
+        if self.trace is not None:
+            self._replay_next(self.trace)
+        elif self.workload.turns > 1:
+            self._converse(self.workload)
+        else:
+            self._settle(self._send(self.workload.plan(self._rng))[0])
+
+    def _settle(self, record: RequestRecord) -> None:
         if record.rejected and self.settings.honour_retry_after:
             wait = record.retry_after_ms / 1000 if record.retry_after_ms is not None else record.retry_after
             self._not_before = time.perf_counter() + (wait or 0.0)
         self._report_metrics(record)
+
+    def _converse(self, workload: Workload) -> None:
+        """One turn of the user's conversation (a new one when none is going on); its answer joins the history.
+        The think time before the next turn is Locust's wait (wait_time), so a stopping test need not wait for a
+        conversation to end."""
+        if self._conversation is None:
+            self._conversation = workload.conversation(self._rng)
+        conversation = self._conversation
+        record, answer = self._send(conversation.next_request(self._rng))
+        self._settle(record)
+        if not record.ok or answer is None:
+            self._conversation = None  # without the assistant's answer the conversation cannot honestly go on
+            return
+        conversation.answered(answer)
+        if conversation.done:
+            self._conversation = None
+
+    def _claim_trace_entry(self, trace: TraceReplay, now: float) -> float:
+        """Take the trace's next entry and wait until it is due. The wait is Locust's (wait_time), not the task's,
+        so that a test stopping kills a waiting user at once instead of waiting for its task to end."""
+        self._trace_entry = next(LlamaUser._trace_entries, None)
+        if self._trace_entry is None:
+            return _TRACE_SPENT_WAIT_S  # nothing left to send; the run ends after the trace's last request
+        return max(0.0, LlamaUser._trace_start + trace.due_s(self._trace_entry) - now)
+
+    def _replay_next(self, trace: TraceReplay) -> None:
+        """Send the entry claimed while waiting (open loop: whatever earlier requests are still running)."""
+        entry, self._trace_entry = self._trace_entry, None
+        if entry is None:
+            return  # a user's first task comes before any wait: it has claimed nothing yet
+        assert self.workload is not None
+        planned = trace.plan(entry, self.workload.draw_kind(self._rng), self._rng)
+        self._settle(self._send(planned, t_due=LlamaUser._trace_start_wall + trace.due_s(entry))[0])
 
     def _report_metrics(self, record: RequestRecord) -> None:
         fire = self.environment.events.request.fire
@@ -327,12 +390,17 @@ class LlamaUser(FastHttpUser):
                     request_type="METRIC", name=name, response_time=value, response_length=0, exception=None, context={}
                 )
 
-    def _send(self, planned: PlannedRequest) -> RequestRecord:
-        """Send one request and read its answer, stamping times; report it to Locust with its full duration."""
+    def _send(self, planned: PlannedRequest, t_due: float | None = None) -> tuple[RequestRecord, str | None]:
+        """Send one request and read its answer, stamping times; report it to Locust with its full duration.
+
+        Returns the record and, when the plan keeps it, the answer's text."""
         kind = planned.kind
         t0 = time.perf_counter()
         t_send = time.time()
-        record = RequestRecord(route=kind.route, stream=kind.stream, t_send=t_send, t_end=t_send, status=0)
+        record = RequestRecord(
+            route=kind.route, stream=kind.stream, t_send=t_send, t_end=t_send, status=0, turn=planned.turn, t_due=t_due
+        )
+        answer: str | None = None
 
         def stamp() -> float:
             # Wall-clock start plus a monotonic offset: comparable across processes, precise within a request.
@@ -344,7 +412,7 @@ class LlamaUser(FastHttpUser):
             response = self.client.request(
                 "POST",
                 kind.route,
-                name=kind.stats_name,
+                name=planned.stats_name,
                 data=planned.body,  # type: ignore[arg-type]  # bytes are sent as they are
                 # the workload's Llama fields (ignore_eos, stream_options) are extras on the Azure routes (D40)
                 headers=self._headers if kind.route_family == "llama" else {**self._headers, **AZURE_PASS_THROUGH},
@@ -352,27 +420,36 @@ class LlamaUser(FastHttpUser):
                 catch_response=True,
             )
             with response:
-                self._read(response, record, stamp)
+                answer = self._read(response, record, stamp, keep_answer=planned.keep_answer)
         # _read reports every outcome it sees, timeouts included; our timer can still fire at another yield
         # point, and the test can stop, and then Locust has not been told about this request yet.
         except gevent.Timeout as error:
             if error is not timer:
                 raise
             self._fail_unreported(
-                kind, record, f"{TIMEOUT}: no complete answer in {self.settings.request_timeout:g} s", stamp
+                planned, record, f"{TIMEOUT}: no complete answer in {self.settings.request_timeout:g} s", stamp
             )
         except GreenletExit:
-            self._fail_unreported(kind, record, f"{INTERRUPTED}: still running when the test stopped", stamp)
+            self._fail_unreported(planned, record, f"{INTERRUPTED}: still running when the test stopped", stamp)
             raise
         finally:
             timer.close()
             # Written here so that a request cut off by the test stopping is in the records as in Locust's stats.
             if self.writer is not None:
                 self.writer.write(record)
-        return record
+        return record, answer if record.ok else None
 
-    def _read(self, response: ResponseContextManager, record: RequestRecord, stamp: Callable[[], float]) -> None:
+    def _read(
+        self,
+        response: ResponseContextManager,
+        record: RequestRecord,
+        stamp: Callable[[], float],
+        *,
+        keep_answer: bool = False,
+    ) -> str | None:
+        """Read the answer into the record; its text when `keep_answer`."""
         record.t_first_byte = stamp()
+        answer: str | None = None
         record.status = status = response.status_code
         headers = response.headers
         length = 0
@@ -387,7 +464,7 @@ class LlamaUser(FastHttpUser):
                 timed_out = isinstance(error, gevent.Timeout | TimeoutError)
                 record.error = f"{TIMEOUT if timed_out else 'no response'}: {error!r}"
             elif 200 <= status < 300 and record.stream:
-                length = self._read_stream(response, record, stamp)
+                length, answer = self._read_stream(response, record, stamp, keep_answer)
             else:
                 body = response.content or b""
                 length = len(body)
@@ -395,6 +472,7 @@ class LlamaUser(FastHttpUser):
                 if 200 <= status < 300:
                     record.prompt_tokens, record.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
                     record.finish_reason, record.error = outcome.finish_reason, outcome.error
+                    answer = outcome.text
                 else:
                     record.error = f"HTTP {status}" + (f": {outcome.error}" if outcome.error else "")
                     record.retry_after = parse_retry_after(_header(headers, "retry-after"))
@@ -413,19 +491,22 @@ class LlamaUser(FastHttpUser):
             http_error = not 200 <= status < 300 and status != 0
             message = f"HTTP {status}" if http_error else (record.error or "").partition(":")[0].partition(" while")[0]
             response.failure(message)  # type: ignore[no-untyped-call]  # locust leaves it unannotated
+        return answer if keep_answer else None
 
     @staticmethod
-    def _read_stream(response: ResponseContextManager, record: RequestRecord, stamp: Callable[[], float]) -> int:
+    def _read_stream(
+        response: ResponseContextManager, record: RequestRecord, stamp: Callable[[], float], keep_answer: bool
+    ) -> tuple[int, str | None]:
         content_type = _header(response.headers, "content-type") or ""
         if not content_type.startswith("text/event-stream"):
             body = response.content or b""
             record.error = f"stream requested, got {content_type or 'no content type'}"
-            return len(body)
+            return len(body), None
         # FastResponse.iter_content(n) waits until n bytes have arrived (Locust's streaming caveat), which would
         # delay and batch token events; geventhttpclient's readline returns each line as soon as it is complete.
         raw = response._response
         assert raw is not None
-        reader = StreamReader()
+        reader = StreamReader(keep_text=keep_answer)
         length = 0
         try:
             while line := raw.readline(b"\n"):
@@ -438,17 +519,17 @@ class LlamaUser(FastHttpUser):
             record.t_first_token = reader.first_token_time
             record.prompt_tokens, record.completion_tokens = reader.prompt_tokens, reader.completion_tokens
             record.finish_reason, record.error = reader.finish_reason, reader.error
-        return length
+        return length, reader.text if keep_answer else None
 
     def _fail_unreported(
-        self, kind: RequestKind, record: RequestRecord, error: str, stamp: Callable[[], float]
+        self, planned: PlannedRequest, record: RequestRecord, error: str, stamp: Callable[[], float]
     ) -> None:
         """A request cut short by our timer or by the test stopping: record it and report it to Locust."""
         record.error = error
         record.t_end = stamp()
         self.environment.events.request.fire(
             request_type="POST",
-            name=kind.stats_name,
+            name=planned.stats_name,
             response_time=(record.t_end - record.t_send) * 1000,
             response_length=0,
             exception=Exception(error.partition(":")[0]),

@@ -29,12 +29,15 @@ from spec.load_summary import (
     RateLimitResult,
     ServerMetrics,
     TimelineBucket,
+    TurnStats,
+    WorkloadInfo,
 )
 from spec.profiles import RATE_LIMIT_BURST_SECONDS, RATE_LIMIT_RULE_ID, REQUEST_LIMIT_HEADERS, TOKEN_LIMIT_HEADERS
 
 __all__ = [
     "DEFAULT_BURST_SECONDS",
     "DEFAULT_TOKEN_BURST_SECONDS",
+    "LATE_AFTER_S",
     "SAMPLE_CAP",
     "SUMMARY_SCHEMA_VERSION",
     "RateLimitExpectation",
@@ -42,6 +45,7 @@ __all__ = [
     "downsample",
     "e2e_ms",
     "itl_ms",
+    "late_requests",
     "latency_stats",
     "limits_from_headers",
     "measured_window",
@@ -52,6 +56,7 @@ __all__ = [
     "timeline",
     "token_gaps_ms",
     "ttft_ms",
+    "turn_stats",
 ]
 
 SUMMARY_SCHEMA_VERSION: Final = LOAD_SUMMARY_SCHEMA_VERSION
@@ -411,6 +416,7 @@ def summarize(
     server_metrics: ServerMetrics | None = None,
     checks: Sequence[CheckFinding] | None = None,
     checked_responses: int = 0,
+    workload: WorkloadInfo | None = None,
 ) -> LoadSummary:
     """The load summary of a run, over the records sent after `warmup_s` seconds of `window`.
 
@@ -458,4 +464,38 @@ def summarize(
         server_metrics=server_metrics,
         checks=None if checks is None else list(checks),
         checked_responses=checked_responses,
+        workload=workload,
+        turns=turn_stats(ok),
     )
+
+
+def turn_stats(records: Sequence[RequestRecord]) -> list[TurnStats] | None:
+    """Figures per conversation turn of successful records; None when no record belongs to a conversation."""
+    by_turn: dict[int, list[RequestRecord]] = {}
+    for record in records:
+        if record.turn is not None:
+            by_turn.setdefault(record.turn, []).append(record)
+    if not by_turn:
+        return None
+    stats = []
+    for turn, turn_records in sorted(by_turn.items()):
+        prompts = [record.prompt_tokens for record in turn_records if record.prompt_tokens is not None]
+        stats.append(
+            TurnStats(
+                turn=turn,
+                requests=len(turn_records),
+                prompt_tokens_mean=sum(prompts) / len(prompts) if prompts else None,
+                ttft_ms=latency_stats(_present([ttft_ms(record) for record in turn_records])),
+                e2e_ms=latency_stats(_present([e2e_ms(record) for record in turn_records])),
+            )
+        )
+    return stats
+
+
+LATE_AFTER_S: Final = 0.1
+"""Trace replay: a request sent this long after its recorded time was late (every user was busy)."""
+
+
+def late_requests(records: Sequence[RequestRecord]) -> int:
+    """Trace replay: requests sent more than LATE_AFTER_S after the trace said."""
+    return sum(record.t_due is not None and record.t_send - record.t_due > LATE_AFTER_S for record in records)

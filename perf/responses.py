@@ -47,7 +47,15 @@ class StreamReader:
     finish_reason: str | None = None
     error: str | None = None
     done: bool = False
+    keep_text: bool = False
+    """Keep the first choice's text (a conversation appends the answer to its history); off, it costs nothing."""
+    _text_parts: list[str] = field(default_factory=list)
     _decoder: SseDecoder = field(default_factory=SseDecoder)
+
+    @property
+    def text(self) -> str:
+        """The first choice's generated text, when `keep_text`."""
+        return "".join(self._text_parts)
 
     def feed_line(self, line: bytes, now: float) -> None:
         for message in self._decoder.feed(line.decode("utf-8", errors="replace")):
@@ -86,6 +94,8 @@ class StreamReader:
             delta = choice.get("delta")
             text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
             carries_text = carries_text or bool(text)
+            if self.keep_text and isinstance(text, str) and choice.get("index", 0) == 0:
+                self._text_parts.append(text)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         if carries_text:
@@ -103,6 +113,8 @@ class BodyOutcome:
     completion_tokens: int | None
     finish_reason: str | None
     error: str | None
+    text: str | None = None
+    """The first choice's text (chat: its message content)."""
 
 
 def parse_body(body: bytes) -> BodyOutcome:
@@ -118,7 +130,11 @@ def parse_body(body: bytes) -> BodyOutcome:
     choices = payload.get("choices")
     first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     finish = first.get("finish_reason")
-    return BodyOutcome(*_usage(payload), finish if isinstance(finish, str) else None, None)
+    message = first.get("message")
+    text = message.get("content") if isinstance(message, dict) else first.get("text")
+    return BodyOutcome(
+        *_usage(payload), finish if isinstance(finish, str) else None, None, text if isinstance(text, str) else None
+    )
 
 
 def parse_header_int(value: str | None) -> int | None:

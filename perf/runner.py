@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeVar
 
 import httpx
 
@@ -26,6 +26,7 @@ from perf.metrics import (
     DEFAULT_BURST_SECONDS,
     RateLimitExpectation,
     RunWindow,
+    late_requests,
     limits_from_headers,
     measured_window,
     summarize,
@@ -37,9 +38,9 @@ from perf.responses import parse_header_int
 from perf.scenarios import Scenario
 from perf.scrape import Scraper
 from perf.settings import API_KEY_ENV, Arrival, AuthHeader, LoadSettings
-from perf.workload import LengthRange, RequestKind
+from perf.workload import APPROXIMATE_LENGTHS, LengthRange, RequestKind
 from spec.load_regression import run_statistics
-from spec.load_summary import LatencyStats, LoadSummary, ServerMetrics
+from spec.load_summary import LatencyStats, LoadSummary, ServerMetrics, WorkloadInfo
 
 __all__ = [
     "LOCUSTFILE",
@@ -57,7 +58,10 @@ __all__ = [
     "subprocess_environment",
     "summarize_records",
     "worker_command",
+    "workload_info",
 ]
+
+T = TypeVar("T")
 
 PERF_DIR: Final = Path(__file__).resolve().parent
 LOCUSTFILE: Final = PERF_DIR / "locustfile.py"
@@ -103,6 +107,15 @@ class LoadRequest:
     """Workers on other machines (`--master`): the master waits for them and binds `master_bind_host`."""
     master_bind_host: str = "127.0.0.1"
     master_bind_port: int = 5557
+    prefix_tokens: int | None = None
+    """None: the scenario's; likewise for the workload fields below."""
+    prefix_share: float | None = None
+    prefix_count: int | None = None
+    turns: int | None = None
+    think_time_s: float | None = None
+    trace: Path | None = None
+    trace_time_scale: float | None = None
+    trace_block_tokens: int | None = None
     stop_early: Callable[[Path], str | None] | None = None
     """Polled each second with the run's directory: a reason ends the run early (a capacity probe that saturated)."""
 
@@ -160,6 +173,10 @@ def _limited_rate(scenario: Scenario, limits: tuple[int | None, int | None], mea
     return min(allowed)
 
 
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
 def plan_run(request: LoadRequest, limits: tuple[int | None, int | None] = (None, None)) -> RunPlan:
     """The plan for a request; `limits` (RPM, TPM) size rate-limit scenarios."""
     scenario = request.scenario
@@ -179,7 +196,16 @@ def plan_run(request: LoadRequest, limits: tuple[int | None, int | None] = (None
         else request.honour_retry_after,
         request_timeout=request.request_timeout_s,
         seed=request.seed,
+        prefix_tokens=_given(request.prefix_tokens, scenario.prefix_tokens),
+        prefix_share=_given(request.prefix_share, scenario.prefix_share),
+        prefix_count=_given(request.prefix_count, scenario.prefix_count),
+        turns=_given(request.turns, scenario.turns),
+        think_time=_given(request.think_time_s, scenario.think_time),
+        trace=request.trace or scenario.trace,
+        trace_time_scale=_given(request.trace_time_scale, scenario.trace_time_scale),
+        trace_block_tokens=_given(request.trace_block_tokens, scenario.trace_block_tokens),
     )
+    base.workload()  # a bad combination of workload settings fails here, before Locust starts
     arrival: Arrival = "closed"
     rate: float | None = None
     steps: tuple[int, ...] = ()
@@ -205,6 +231,12 @@ def plan_run(request: LoadRequest, limits: tuple[int | None, int | None] = (None
             steps = tuple(step.users or 0 for step in scenario.steps)
         users = max(steps)
         base = replace(base, steps=steps, step_duration=step_duration)
+    trace = base.trace_replay()
+    if trace is not None:
+        if request.distributed:
+            raise PlanError("trace replay runs in one Locust process (its users share the trace): drop the workers")
+        # the trace's span plus a second; --duration cuts the replay short
+        run_time = request.duration_s or trace.span_s + 1.0
     warmup_s = request.effective_warmup_s
     if scenario.shape != "steps":
         # the warm-up comes on top of the measured duration
@@ -446,8 +478,10 @@ def summarize_records(
     warmup_s: float,
     rate_limit: RateLimitExpectation | None = None,
     server_metrics: ServerMetrics | None = None,
+    settings: LoadSettings | None = None,
 ) -> LoadSummary:
-    """The summary of a run's records: the measured window's metrics, objectives and goodput."""
+    """The summary of a run's records: the measured window's metrics, objectives and goodput, and what the
+    workload was (from `settings`, when given)."""
     objectives = request.effective_objectives
     measured, measured_span = measured_window(records, window, warmup_s)
     return summarize(
@@ -461,7 +495,40 @@ def summarize_records(
         objectives=evaluate_objectives(measured, objectives),
         goodput=goodput(measured, objectives, measured_span.duration_s) if objectives else None,
         server_metrics=server_metrics,
+        workload=None if settings is None else workload_info(settings, measured),
     )
+
+
+def workload_info(settings: LoadSettings, records: Sequence[RequestRecord]) -> WorkloadInfo:
+    """The summary's account of what was sent; prompt lengths are words standing for tokens (APPROXIMATE_LENGTHS)."""
+    if settings.trace is not None:
+        scale = f", gaps x{settings.trace_time_scale:g}" if settings.trace_time_scale != 1 else ""
+        return WorkloadInfo(
+            kind="trace",
+            prompt_lengths=APPROXIMATE_LENGTHS,
+            description=f"replay of {settings.trace.name}{scale}, {settings.trace_block_tokens}-token blocks",
+            late_requests=late_requests(records),
+        )
+    prompts = f"prompts of {settings.prompt_tokens} tokens"
+    if settings.prompt_file is not None:
+        prompts = f"prompts from {settings.prompt_file.name}"
+    if settings.turns > 1:
+        think = f", {settings.think_time:g} s think time" if settings.think_time else ""
+        return WorkloadInfo(
+            kind="multi-turn",
+            prompt_lengths=APPROXIMATE_LENGTHS,
+            description=f"conversations of {settings.turns} turns{think}; each turn adds {prompts} to the history",
+        )
+    if settings.prefix_tokens:
+        prefix = settings.workload().prefix
+        return WorkloadInfo(
+            kind="shared-prefix",
+            prompt_lengths=APPROXIMATE_LENGTHS,
+            description=f"shared prefix of {prefix}; then {prompts}",
+        )
+    if settings.prompt_file is not None:
+        return WorkloadInfo(kind="prompt-file", prompt_lengths="as in the file", description=prompts)
+    return WorkloadInfo(kind="synthetic", prompt_lengths=APPROXIMATE_LENGTHS, description=prompts)
 
 
 def _write_summary(path: Path, summary: LoadSummary) -> None:
@@ -547,6 +614,7 @@ def _run_once(request: LoadRequest, out_dir: Path, profile_limits: tuple[int | N
         warmup_s=plan.warmup_s,
         rate_limit=expectation,
         server_metrics=None if scraper is None else scraper.result(measured_start),
+        settings=plan.settings,
     )
     _write_summary(out_dir / "load-summary.json", summary)
     return LoadResult(summary, summary_notes(records), records, out_dir, returncode, record_files, stopped)
@@ -584,6 +652,24 @@ def format_summary(result: LoadResult) -> str:
         _stats_row("ITL ms", summary.itl_ms),
         _stats_row("e2e ms", summary.e2e_ms),
     ]
+    workload = summary.workload
+    if workload is not None and workload.kind != "synthetic":
+        lines.append(f"workload {workload.kind}: {workload.description}")
+    for turn in summary.turns or ():
+        prompt = "-" if turn.prompt_tokens_mean is None else f"{turn.prompt_tokens_mean:,.0f}"
+        ttft = "-" if turn.ttft_ms is None else f"{turn.ttft_ms.p50:,.1f}"
+        e2e = "-" if turn.e2e_ms is None else f"{turn.e2e_ms.p50:,.1f}"
+        lines.append(
+            f"  turn {turn.turn}: {turn.requests:,} requests, mean prompt {prompt} tokens, "
+            f"TTFT p50 {ttft} ms, e2e p50 {e2e} ms"
+        )
+    if workload is not None and workload.late_requests:
+        lines.append(
+            f"note: {workload.late_requests:,} trace requests went out over 100 ms late (every user was busy): "
+            "give more --users"
+        )
+    if workload is not None and workload.prompt_lengths.startswith("approximate"):
+        lines.append(f"note: prompt lengths are {workload.prompt_lengths}; token counts are the endpoint's usage")
     for objective in summary.objectives:
         lines.append(f"objective {objective.name}: {'met' if objective.met else 'MISSED'}: {objective.text}")
     limit = summary.rate_limit

@@ -2,7 +2,8 @@
 
 A scenario says how many users, for how long, in what shape (fixed users, open-loop constant or Poisson
 arrivals, stepped sweep), sending what (request mix, prompt and output lengths), and, for rate-limit
-scenarios, how far above or below the endpoint's limits to offer load.
+scenarios, how far above or below the endpoint's limits to offer load. A scenario may also send shared-prefix
+prompts, multi-turn conversations, or replay a Mooncake-style trace (perf/trace.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from perf.objectives import parse_objectives
+from perf.trace import MOONCAKE_BLOCK_TOKENS
 from perf.workload import Api, LengthRange, RequestKind, RouteFamily
 
 __all__ = [
@@ -150,6 +152,14 @@ class Scenario(_ScenarioModel):
     warmup: Warmup = Field(default=0.0, description="Seconds at the start left out of every figure.")
     slo: str | None = Field(default=None, description="Objectives, as --slo takes them: ttft_p95=500ms,errors=1%")
     capacity: CapacityPlan | None = Field(default=None, description="Search for the highest rate that holds.")
+    prefix_tokens: int = Field(default=0, ge=0, description="Shared-prefix prompts: prefix length (0: none).")
+    prefix_share: float = Field(default=1.0, gt=0, le=1, description="Fraction of requests with a shared prefix.")
+    prefix_count: int = Field(default=1, ge=1, description="Distinct shared prefixes.")
+    turns: int = Field(default=1, ge=1, description="Multi-turn chat: turns per conversation.")
+    think_time: float = Field(default=0.0, ge=0, description="Multi-turn chat: seconds between turns.")
+    trace: Path | None = Field(default=None, description="Replay this Mooncake-style JSONL trace.")
+    trace_time_scale: float = Field(default=1.0, gt=0, description="Multiply the trace's gaps by this.")
+    trace_block_tokens: int = Field(default=MOONCAKE_BLOCK_TOKENS, ge=1, description="Tokens per hash_ids block.")
 
     @model_validator(mode="after")
     def _shape_needs(self) -> Self:
@@ -169,6 +179,8 @@ class Scenario(_ScenarioModel):
             raise ValueError("requests must not be empty")
         if self.slo is not None:
             parse_objectives(self.slo)
+        if self.trace is not None and self.shape != "users":
+            raise ValueError("a trace brings its own arrival times: use shape users (users send its requests)")
         if self.capacity is not None and self.shape not in ("constant", "poisson"):
             raise ValueError("a capacity search probes open-loop rates: shape constant or poisson")
         return self
@@ -190,9 +202,10 @@ def _read(path: Path) -> Scenario:
         raise ScenarioError(f"{path}: {error}") from None
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: a scenario is a mapping")
-    if raw.get("prompt_file"):
-        # A dataset named in a scenario file is found next to it.
-        raw["prompt_file"] = path.parent / str(raw["prompt_file"])
+    for name in ("prompt_file", "trace"):
+        if raw.get(name):
+            # A dataset or trace named in a scenario file is found next to it.
+            raw[name] = path.parent / str(raw[name])
     try:
         return Scenario.model_validate(raw)
     except ValidationError as error:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
-from perf.workload import LengthRange, RequestKind, Workload, format_mix, load_prompts, parse_mix
+from perf.trace import MOONCAKE_BLOCK_TOKENS, TraceReplay, load_trace
+from perf.workload import LengthRange, RequestKind, SharedPrefix, Workload, format_mix, load_prompts, parse_mix
 
 __all__ = [
     "API_KEY_ENV",
@@ -72,6 +73,37 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(
         "--no-ignore-eos",
         {"action": "store_true", "default": False, "help": "Let generation stop at EOS (default: ignore_eos=true)."},
+    ),
+    Option(
+        "--prefix-tokens",
+        {"type": int, "default": 0, "help": "Shared-prefix prompts: a prefix of this many tokens (0: none)."},
+    ),
+    Option(
+        "--prefix-share",
+        {"type": float, "default": 1.0, "help": "Shared-prefix prompts: fraction of requests with a prefix (0..1]."},
+    ),
+    Option("--prefix-count", {"type": int, "default": 1, "help": "Shared-prefix prompts: distinct prefixes."}),
+    Option("--turns", {"type": int, "default": 1, "help": "Multi-turn chat: turns per conversation (1: none)."}),
+    Option("--think-time", {"type": float, "default": 0.0, "help": "Multi-turn chat: seconds between turns."}),
+    Option(
+        "--trace",
+        {
+            "default": "",
+            "help": "Replay this Mooncake-style JSONL trace at its recorded times (timestamp in ms, "
+            "input_length, output_length, optional hash_ids).",
+        },
+    ),
+    Option(
+        "--trace-time-scale",
+        {"type": float, "default": 1.0, "help": "Trace replay: multiply the recorded gaps (0.5: twice as fast)."},
+    ),
+    Option(
+        "--trace-block-tokens",
+        {
+            "type": int,
+            "default": MOONCAKE_BLOCK_TOKENS,
+            "help": f"Trace replay: tokens per hash_ids block (default {MOONCAKE_BLOCK_TOKENS}, Mooncake's).",
+        },
     ),
     Option(
         "--arrival",
@@ -138,6 +170,11 @@ def _number(value: Any, name: str) -> float:
     return number
 
 
+def _number_or(value: Any, name: str, default: float) -> float:
+    """A number option whose empty value (the web UI's blank field) means its default; 0 stays 0, to be judged."""
+    return default if _text(value) == "" else _number(value, name)
+
+
 def _flag(value: Any) -> bool:
     return value if isinstance(value, bool) else _text(value).lower() in ("1", "true", "yes", "on")
 
@@ -175,6 +212,14 @@ class LoadSettings:
     seed: int = 0
     steps: tuple[int, ...] = ()
     step_duration: float = 30.0
+    prefix_tokens: int = 0
+    prefix_share: float = 1.0
+    prefix_count: int = 1
+    turns: int = 1
+    think_time: float = 0.0
+    trace: Path | None = None
+    trace_time_scale: float = 1.0
+    trace_block_tokens: int = MOONCAKE_BLOCK_TOKENS
 
     def __post_init__(self) -> None:
         if self.arrival not in get_args(Arrival):
@@ -185,6 +230,19 @@ class LoadSettings:
             raise ValueError(f"--arrival {self.arrival} needs a positive --user-rate or --rate")
         if self.request_timeout <= 0:
             raise ValueError("--request-timeout must be positive")
+        if self.prefix_tokens < 0:
+            raise ValueError("--prefix-tokens must not be negative")
+        if self.trace is not None:
+            others = {
+                "--prefix-tokens": self.prefix_tokens > 0,
+                "--turns": self.turns > 1,
+                "--prompt-file": self.prompt_file is not None,
+                "--arrival (the trace's times are the arrivals)": self.arrival != "closed",
+                "--steps": bool(self.steps),
+            }
+            given = [flag for flag, used in others.items() if used]
+            if given:
+                raise ValueError(f"--trace sets prompts, lengths and arrival times itself: drop {', '.join(given)}")
 
     @classmethod
     def from_options(cls, options: Any, *, users: int | None = None) -> LoadSettings:
@@ -197,6 +255,7 @@ class LoadSettings:
                 raise ValueError("--rate needs the user count (-u) to divide it among users")
             user_rate = rate / users
         prompt_file = _text(values.get("prompt_file"))
+        trace = _text(values.get("trace"))
         return cls(
             endpoint_key=_text(values.get("endpoint_key")) or os.environ.get(API_KEY_ENV, ""),
             auth_header=_text(values.get("auth_header")) or "bearer",  # type: ignore[arg-type]  # validated above
@@ -213,11 +272,43 @@ class LoadSettings:
             seed=int(_number(values.get("seed"), "seed")),
             steps=parse_steps(_text(values.get("steps"))),
             step_duration=_number(values.get("step_duration"), "step-duration") or 30.0,
+            prefix_tokens=int(_number(values.get("prefix_tokens"), "prefix-tokens")),
+            prefix_share=_number_or(values.get("prefix_share"), "prefix-share", 1.0),
+            prefix_count=int(_number_or(values.get("prefix_count"), "prefix-count", 1)),
+            turns=int(_number_or(values.get("turns"), "turns", 1)),
+            think_time=_number(values.get("think_time"), "think-time"),
+            trace=Path(trace) if trace else None,
+            trace_time_scale=_number_or(values.get("trace_time_scale"), "trace-time-scale", 1.0),
+            trace_block_tokens=int(
+                _number_or(values.get("trace_block_tokens"), "trace-block-tokens", MOONCAKE_BLOCK_TOKENS)
+            ),
         )
 
     def workload(self) -> Workload:
         prompts = tuple(load_prompts(self.prompt_file)) if self.prompt_file else ()
-        return Workload(self.mix, self.prompt_tokens, self.output_tokens, prompts, self.ignore_eos)
+        prefix = (
+            SharedPrefix(self.prefix_tokens, self.prefix_share, self.prefix_count, self.seed)
+            if self.prefix_tokens
+            else None
+        )
+        return Workload(
+            self.mix,
+            self.prompt_tokens,
+            self.output_tokens,
+            prompts,
+            self.ignore_eos,
+            prefix=prefix,
+            turns=self.turns,
+            think_time_s=self.think_time,
+        )
+
+    def trace_replay(self) -> TraceReplay | None:
+        """The trace to replay, read and checked (a TraceError names file:line), or None."""
+        if self.trace is None:
+            return None
+        return TraceReplay(
+            load_trace(self.trace), self.trace_time_scale, self.trace_block_tokens, self.seed, self.ignore_eos
+        )
 
     def locust_arguments(self) -> list[str]:
         """The options that reproduce these settings (the key excepted: it travels in $LLAMACERT_API_KEY)."""
@@ -241,4 +332,18 @@ class LoadSettings:
             arguments.append("--honour-retry-after")
         if self.steps:
             arguments.append(f"--steps={','.join(map(str, self.steps))}")
+        if self.prefix_tokens:
+            arguments += [
+                f"--prefix-tokens={self.prefix_tokens}",
+                f"--prefix-share={self.prefix_share!r}",
+                f"--prefix-count={self.prefix_count}",
+            ]
+        if self.turns > 1:
+            arguments += [f"--turns={self.turns}", f"--think-time={self.think_time!r}"]
+        if self.trace is not None:
+            arguments += [
+                f"--trace={self.trace}",
+                f"--trace-time-scale={self.trace_time_scale!r}",
+                f"--trace-block-tokens={self.trace_block_tokens}",
+            ]
         return arguments

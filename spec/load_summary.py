@@ -31,6 +31,8 @@ __all__ = [
     "ServerMetrics",
     "ServerSeries",
     "TimelineBucket",
+    "TurnStats",
+    "WorkloadInfo",
 ]
 
 LOAD_SUMMARY_SCHEMA_VERSION: Final = 2
@@ -172,6 +174,27 @@ class CapacitySearch(_SummaryModel):
     resolution: float = Field(description="The bracket's width when the search ended, requests/s.")
 
 
+class TurnStats(_SummaryModel):
+    """Multi-turn conversations: the successful requests of one turn (later turns carry the growing history)."""
+
+    turn: int = Field(ge=1)
+    requests: int = Field(ge=0)
+    prompt_tokens_mean: float | None = Field(description="From usage; None when no request of the turn had usage.")
+    ttft_ms: LatencyStats | None
+    e2e_ms: LatencyStats | None
+
+
+class WorkloadInfo(_SummaryModel):
+    """What was sent, beyond the request mix: the workload kind and how faithful its prompt lengths are."""
+
+    kind: Literal["synthetic", "prompt-file", "shared-prefix", "multi-turn", "trace"]
+    prompt_lengths: str = Field(description="'exact' or 'approximate: why'; usage has the counts the server saw.")
+    description: str = Field(default="", description="The workload's settings in words.")
+    late_requests: int | None = Field(
+        default=None, ge=0, description="Trace replay: requests sent over 100 ms after their recorded time."
+    )
+
+
 class MetricRuns(_SummaryModel):
     """One gate metric over repeated runs."""
 
@@ -218,6 +241,8 @@ class LoadSummary(_SummaryModel):
     checked_responses: int = Field(default=0, ge=0)
     capacity: CapacitySearch | None = None
     runs: RunStatistics | None = None
+    workload: WorkloadInfo | None = None
+    turns: list[TurnStats] | None = Field(default=None, description="Multi-turn runs: figures per turn.")
 
     @property
     def error_rate(self) -> float:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +33,11 @@ class Server:
         """What the server counted (the reference server wrapped by tests/perf/counting_server.py)."""
         counts: dict[str, int] = httpx.get(f"{self.url}/_seen", timeout=5).json()
         return counts
+
+    def bodies(self) -> list[Any]:
+        """Every generation request's JSON body the server was sent, in arrival order (counting_server.py)."""
+        bodies: list[Any] = httpx.get(f"{self.url}/_bodies", timeout=5).json()
+        return bodies
 
 
 TrivialFactory = Callable[..., str]

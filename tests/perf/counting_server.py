@@ -2,7 +2,8 @@
 
 `python -m tests.perf.counting_server --port P --api-key K [--rpm N] [--tpm N] [--first-token-s S]`;
 GET /_seen returns {"requests": n, "429": n, "200": n, ...}, so a test can compare what the load generator
-recorded with what the server saw.
+recorded with what the server saw; GET /_bodies returns every generation request's JSON body, in arrival order,
+so a test can read the prompts the server was sent.
 """
 
 from __future__ import annotations
@@ -27,19 +28,32 @@ class CountingApp:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.counts: Counter[str] = Counter()
+        self.bodies: list[Any] = []
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"] == "/_seen":
-            body = json.dumps(self.counts).encode()
+        if scope["path"] in ("/_seen", "/_bodies"):
+            body = json.dumps(self.counts if scope["path"] == "/_seen" else self.bodies).encode()
             await send(
                 {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
             )
             await send({"type": "http.response.body", "body": body})
             return
         counted = scope["path"].endswith("completions")
+        chunks: list[bytes] = []
+
+        async def recording_receive() -> Message:
+            message: Message = await receive()
+            if counted and message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    try:
+                        self.bodies.append(json.loads(b"".join(chunks)))
+                    except ValueError:
+                        self.bodies.append(None)
+            return message
 
         async def counting_send(message: Message) -> None:
             if counted and message["type"] == "http.response.start":
@@ -47,7 +61,7 @@ class CountingApp:
                 self.counts[str(message["status"])] += 1
             await send(message)
 
-        await self.app(scope, receive, counting_send)
+        await self.app(scope, recording_receive, counting_send)
 
 
 def main() -> None:

@@ -8,13 +8,16 @@ from typing import Any
 import pytest
 import yaml
 
-from perf.scenarios import Scenario, ScenarioError, builtin_scenarios, load_scenario, parse_duration
+from perf.scenarios import SCENARIO_DIR, Scenario, ScenarioError, builtin_scenarios, load_scenario, parse_duration
 from perf.workload import RequestKind
 
 
 def test_the_builtin_scenarios() -> None:
     scenarios = builtin_scenarios()
-    assert set(scenarios) == {"smoke", "throughput", "poisson", "sweep", "rate-limit", "rate-limit-under", "capacity"}
+    assert set(scenarios) == {
+        "smoke", "throughput", "poisson", "sweep", "rate-limit", "rate-limit-under", "capacity",
+        "shared-prefix", "multi-turn", "trace-replay",
+    }  # fmt: skip
     smoke = scenarios["smoke"]
     assert {(kind.api, kind.stream, kind.route_family) for kind in smoke.mix} == {
         ("chat", True, "llama"), ("chat", False, "azure"), ("completion", True, "azure"), ("completion", False, "llama")
@@ -27,6 +30,12 @@ def test_the_builtin_scenarios() -> None:
     assert not limit.honour_retry_after and limit.users >= 32
     under = scenarios["rate-limit-under"].rate_limit
     assert under is not None and under.mode == "under"
+    prefix = scenarios["shared-prefix"]
+    assert (prefix.prefix_tokens, prefix.prefix_share, prefix.prefix_count) == (512, 0.9, 4)
+    assert scenarios["multi-turn"].turns == 5 and scenarios["multi-turn"].think_time == 1
+    trace = scenarios["trace-replay"].trace
+    # a trace named in a scenario file is found next to it
+    assert trace is not None and trace.resolve() == SCENARIO_DIR.parent / "traces" / "example-mooncake.jsonl"
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,19 @@ def test_settings_survive_a_round_trip_through_options() -> None:
     assert LoadSettings.from_options(options) == settings
 
 
+@pytest.mark.parametrize(
+    "workload",
+    [
+        {"prefix_tokens": 256, "prefix_share": 0.75, "prefix_count": 3, "turns": 4, "think_time": 1.5},
+        {"trace": Path("trace.jsonl"), "trace_time_scale": 0.5, "trace_block_tokens": 16},
+    ],
+)
+def test_workload_settings_survive_a_round_trip_through_options(workload: dict[str, object]) -> None:
+    settings = LoadSettings(mix=tuple(parse_mix("chat+stream")), seed=3, **workload)  # type: ignore[arg-type]
+    options = _parser().parse_args(settings.locust_arguments())
+    assert LoadSettings.from_options(options) == settings
+
+
 def test_the_key_is_not_on_the_command_line_but_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = LoadSettings(endpoint_key="secret")
     assert not any("secret" in argument for argument in settings.locust_arguments())
@@ -61,6 +74,12 @@ def test_web_ui_strings_are_parsed() -> None:
     )
     settings = LoadSettings.from_options(options, users=4)
     assert settings.user_rate == 2.5 and settings.honour_retry_after and settings.seed == 3
+    # a blank field is the option's default; an explicit 0 is kept, and judged
+    blank = argparse.Namespace(prefix_tokens="8", prefix_share="", prefix_count="", turns="", trace_time_scale="")
+    settings = LoadSettings.from_options(blank)
+    assert (settings.prefix_share, settings.prefix_count, settings.turns, settings.trace_time_scale) == (1, 1, 1, 1)
+    with pytest.raises(ValueError, match="--prefix-share"):
+        LoadSettings.from_options(argparse.Namespace(prefix_tokens="8", prefix_share="0")).workload()
 
 
 @pytest.mark.parametrize(
@@ -71,6 +90,10 @@ def test_web_ui_strings_are_parsed() -> None:
         (["--user-rate=x"], "not a number"),
         (["--mix=chat+slow"], "stream"),
         (["--steps=1,x"], "--steps"),
+        (["--prefix-tokens=-4"], "--prefix-tokens must not be negative"),
+        (["--trace=t.jsonl", "--turns=3"], "--trace sets prompts, lengths and arrival times itself: drop --turns"),
+        (["--trace=t.jsonl", "--prefix-tokens=8"], "drop --prefix-tokens"),
+        (["--trace=t.jsonl", "--arrival=constant", "--user-rate=1"], "drop --arrival"),
     ],
 )
 def test_bad_options(arguments: list[str], message: str) -> None:
