@@ -14,6 +14,7 @@ from perf.metrics import (
     downsample,
     e2e_ms,
     itl_ms,
+    late_requests,
     latency_stats,
     limits_from_headers,
     output_tokens_per_s,
@@ -23,6 +24,7 @@ from perf.metrics import (
     timeline,
     token_gaps_ms,
     ttft_ms,
+    turn_stats,
 )
 from perf.records import RequestRecord
 from reports.model import LoadSection
@@ -317,3 +319,24 @@ def test_summary_with_rate_limit_reads_into_a_report() -> None:
     )
     section = LoadSection.from_summary(json.loads(summary.model_dump_json()))
     assert section.rate_limit is not None and section.rate_limit.verdict == "pass"
+
+
+def test_figures_per_conversation_turn() -> None:
+    first = [_streamed(0, 0.1, [0.1, 0.2], 0.2, 2, prompt=10), _streamed(1, 1.3, [1.3], 1.4, 1, prompt=12)]
+    second = [_streamed(2, 2.5, [2.5, 2.6], 2.6, 2, prompt=40)]
+    for record in first:
+        record.turn = 1
+    second[0].turn = 2
+    stats = turn_stats([*second, *first, _plain(3, 4)])
+    assert stats is not None and [(turn.turn, turn.requests) for turn in stats] == [(1, 2), (2, 1)]
+    assert [turn.prompt_tokens_mean for turn in stats] == [11, 40]
+    assert stats[0].ttft_ms is not None and stats[0].ttft_ms.max == approx(300)
+    assert stats[1].ttft_ms is not None and stats[1].ttft_ms.p50 == approx(500)
+    assert turn_stats([_plain(0, 1)]) is None
+    summary = summarize([*first, *second], endpoint="http://e", scenario="s", users=1)
+    assert summary.turns == stats
+
+
+def test_late_trace_requests() -> None:
+    on_time, late, untimed = _plain(1.05, 2, t_due=T0 + 1.0), _plain(2.5, 3, t_due=T0 + 2.0), _plain(3, 4)
+    assert late_requests([on_time, late, untimed]) == 1
