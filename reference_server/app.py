@@ -138,5 +138,5 @@ def create_app(
     )
     gate = GenerationGate(backend.info.concurrency, settings.max_waiting, settings.slot_wait_s)
     app.state.llamacert = AppState(settings, backend, api_key, rate_limiter, safety, gate)
-    app.state.llamacert.metrics = install_metrics(app, rate_limiter, gate)
+    app.state.llamacert.metrics = install_metrics(app, rate_limiter, gate, backend)
     return app

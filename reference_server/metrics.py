@@ -8,6 +8,8 @@ Exposed (each app has its own registry, so several apps in one process never sha
   llamacert_inter_token_latency_seconds                     histogram: gaps between token-bearing SSE events
   llamacert_rate_limit_remaining_requests / _tokens         the limiter's buckets now (absent without limits)
   llamacert_rate_limit_rejections_total{reason}             refusals by reason (requests, tokens, ...)
+  llamacert_engine_<counter>_total                          a batching backend's decode-step totals (steps,
+                                                            sequences, tokens, left_out, decode_cpu_s, ...)
 Timing is taken by a pure ASGI middleware around the routes, so the HTTP layer only reports tokens and
 refusals; running and waiting are read from the admission gate when scraped. The server emits one SSE event
 per decoding step, so event gaps are inter-token gaps for n=1.
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,7 +35,7 @@ from reference_server.admission import GenerationGate
 from reference_server.ratelimit import RateLimiter
 from spec.routes import GENERATION_ROUTES
 
-__all__ = ["METRICS_PATH", "ServerMetrics", "install_metrics"]
+__all__ = ["METRICS_PATH", "ServerMetrics", "StepCounting", "install_metrics"]
 
 METRICS_PATH: Final = "/metrics"
 _GENERATION_ROUTES: Final = frozenset(route.path for route in GENERATION_ROUTES)
@@ -48,12 +52,35 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+@runtime_checkable
+class StepCounting(Protocol):
+    """A backend that decodes in steps and counts what they did (the llama.cpp batch engine)."""
+
+    def step_counters(self) -> dict[str, float]:
+        """Totals since start by name: steps, sequences decoded, seconds inside the decoder, ..."""
+
+
+class _StepCounters(Collector):
+    """The backend's step totals, read when scraped (the backend keeps them; nothing is copied per step)."""
+
+    def __init__(self, source: StepCounting) -> None:
+        self._source = source
+
+    def collect(self) -> Any:
+        for name, value in self._source.step_counters().items():
+            yield CounterMetricFamily(f"llamacert_engine_{name}", f"Batch engine total: {name}.", value=value)
+
+
 class ServerMetrics:
     """The metrics of one app, in their own registry."""
 
-    def __init__(self, gate: GenerationGate, rate_limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self, gate: GenerationGate, rate_limiter: RateLimiter | None = None, steps: StepCounting | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        if steps is not None:
+            registry.register(_StepCounters(steps))
         self.requests = Counter(
             "llamacert_requests", "Requests answered, by route and HTTP status.", ["route", "status"], registry=registry
         )
@@ -146,9 +173,14 @@ class ServerMetrics:
         return observed
 
 
-def install_metrics(app: Starlette, rate_limiter: RateLimiter | None, gate: GenerationGate) -> ServerMetrics:
-    """Add GET /metrics and the timing middleware to `app`; returns the metrics for the routes to report to."""
-    metrics = ServerMetrics(gate, rate_limiter)
+def install_metrics(
+    app: Starlette, rate_limiter: RateLimiter | None, gate: GenerationGate, backend: object = None
+) -> ServerMetrics:
+    """Add GET /metrics and the timing middleware to `app`; returns the metrics for the routes to report to.
+
+    A backend that counts its decode steps (StepCounting) has them exposed too.
+    """
+    metrics = ServerMetrics(gate, rate_limiter, backend if isinstance(backend, StepCounting) else None)
 
     async def exposition(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -16,24 +16,45 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from reference_server.backends.decoding import Logits
 
-__all__ = ["BatchEngine", "EngineClosed", "KvCacheFull", "SequenceModel"]
+__all__ = [
+    "GATHER_WAIT_S",
+    "PROMPT_TOKENS_PER_STEP",
+    "BatchEngine",
+    "EngineClosed",
+    "EngineStats",
+    "KvCacheFull",
+    "SequenceModel",
+]
 
 GATHER_WAIT_S = 0.004
-"""How long a step waits for running sequences to hand in their next token before it decodes
-without them: long enough for a choice's thread to sample (well under a millisecond), short
-enough that a slow one (a stream whose client reads slowly) costs the others little."""
+"""How long a step waits at least for running sequences to hand in their next token before it decodes
+without them: a choice's thread samples in well under a millisecond once it runs."""
+GATHER_SHARE = 0.25
+"""...and at most this share of the last step's llama_decode time, when that is longer. A sequence that
+misses the window waits a whole step, so waiting a quarter step for it is the cheaper side; it is late
+when its thread waits for the GIL (held by the event loop for up to the 5 ms switch interval) or for a
+core a load generator took. Choices never block on their clients (streams queue their deltas), so a
+sequence that is expected does come back soon."""
+
+
+PROMPT_TOKENS_PER_STEP = 64
+"""Prompt tokens one step evaluates at most (one chunk, or several prompts' chunks), besides the
+running sequences' next tokens. Evaluating a prompt is compute-bound: on one CPU thread a 64-token
+chunk of SmolLM2-135M costs about as much as twenty single-token steps, so a bigger chunk stalls every
+running stream for longer while the prompt as a whole costs about the same in any chunk size."""
 
 
 def _settle(future: Future[Any], result: Any = None, error: BaseException | None = None) -> None:
@@ -43,6 +64,39 @@ def _settle(future: Future[Any], result: Any = None, error: BaseException | None
             future.set_exception(error)
         else:
             future.set_result(result)
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """What the engine's steps did since it started: totals, read by benchmarks and diagnostics.
+
+    Times are the engine thread's: wall time and thread CPU time inside llama_decode, wall time spent
+    waiting for expected sequences in the gather window, and wall time of the rest of each step
+    (building the batch, copying logits out, answering jobs). Decode wall time well above its CPU
+    time means the thread lost its core to another process.
+    """
+
+    steps: int = 0
+    sequences: int = 0
+    """Sum over steps of the sequences decoded in the step."""
+    tokens: int = 0
+    """Sum over steps of the tokens decoded (generated tokens plus prompt chunks)."""
+    running: int = 0
+    """Sum over steps of the sequences that were running: decoded, or expected back and late."""
+    left_out: int = 0
+    """Sum over steps of the expected sequences that missed the gather window (each waits a whole step)."""
+    prompt_steps: int = 0
+    """Steps that carried a prompt chunk."""
+    answered: int = 0
+    """Jobs answered with logits: one per token sampled (a request's first token included)."""
+    decode_wall_s: float = 0.0
+    decode_cpu_s: float = 0.0
+    gather_wait_s: float = 0.0
+    other_wall_s: float = 0.0
+
+    def since(self, earlier: EngineStats) -> EngineStats:
+        """The difference between two snapshots: what happened in between."""
+        return EngineStats(**{name: getattr(self, name) - getattr(earlier, name) for name in self.__dataclass_fields__})
 
 
 class EngineClosed(RuntimeError):
@@ -76,13 +130,25 @@ class _Memory:
 class BatchEngine:
     """The thread that owns one llama.cpp context and decodes every sequence's tokens together."""
 
-    def __init__(self, lib: Any, context: Any, n_vocab: int, *, n_seq_max: int, batch_tokens: int) -> None:
+    def __init__(
+        self,
+        lib: Any,
+        context: Any,
+        n_vocab: int,
+        *,
+        n_seq_max: int,
+        batch_tokens: int,
+        prompt_tokens_per_step: int = PROMPT_TOKENS_PER_STEP,
+    ) -> None:
+        if prompt_tokens_per_step < 1:
+            raise ValueError("a step must carry at least one prompt token")
         self._lib = lib
         self._ctx = context
         self._memory = lib.llama_get_memory(context)
         self.n_vocab = n_vocab
         self.n_seq_max = n_seq_max
         self._batch_tokens = batch_tokens
+        self._prompt_tokens_per_step = prompt_tokens_per_step
         self._batch = lib.llama_batch_init(batch_tokens, 0, 1)
         self._queue: deque[_Evaluate | _Memory] = deque()
         self._condition = threading.Condition()
@@ -90,7 +156,10 @@ class BatchEngine:
         # sequences that received logits last step and are expected back with their next token
         self._expected: set[int] = set()
         self._closed = False
-        self.steps = 0
+        self._stats = EngineStats()
+        self._left_out = 0
+        self._last_decode_s = 0.0
+        """Expected sequences that missed the last gather window."""
         self._thread = threading.Thread(target=self._loop, name="llamacpp-batch", daemon=True)
         self._thread.start()
 
@@ -128,6 +197,19 @@ class BatchEngine:
             self._expected.discard(seq_id)
             self._condition.notify_all()
 
+    @property
+    def steps(self) -> int:
+        return self._stats.steps
+
+    def step_counters(self) -> dict[str, float]:
+        """The totals by name, for /metrics."""
+        return dataclasses.asdict(self.stats())
+
+    def stats(self) -> EngineStats:
+        """The totals so far (take two snapshots and `since` for a window)."""
+        with self._condition:
+            return self._stats
+
     def close(self) -> None:
         with self._condition:
             self._closed = True
@@ -156,14 +238,17 @@ class BatchEngine:
                 self._condition.wait()
             if self._closed:
                 return False
-            deadline = time.monotonic() + GATHER_WAIT_S
-            while not self._closed:
+            started = time.perf_counter()
+            deadline = started + max(GATHER_WAIT_S, GATHER_SHARE * self._last_decode_s)
+            while True:
                 queued = {job.seq_id for job in self._queue if isinstance(job, _Evaluate)}
                 missing = self._expected - self._active.keys() - queued
-                remaining = deadline - time.monotonic()
-                if not missing or remaining <= 0:
+                remaining = deadline - time.perf_counter()
+                if not missing or remaining <= 0 or self._closed:
                     break
                 self._condition.wait(remaining)
+            self._left_out = len(missing)
+            self._stats = replace(self._stats, gather_wait_s=self._stats.gather_wait_s + time.perf_counter() - started)
             taken = list(self._queue)
             self._queue.clear()
         for item in taken:
@@ -197,18 +282,39 @@ class BatchEngine:
                 _settle(item.future, error=EngineClosed("the llama.cpp engine is closed"))
 
     def _step(self) -> None:
-        """One llama_decode: the next token of every generating sequence first, then prompt chunks."""
+        """One llama_decode: the next token of every generating sequence, then prompt chunks in arrival order.
+
+        The rows are laid out in increasing sequence id: with a KV stream per sequence, llama.cpp
+        splits a batch into one micro-batch per run of consecutive sequence ids in row order, and
+        each micro-batch costs about a whole step (four sequences in the order 0, 2, 5, 7 cost four
+        single-sequence steps; in the order 0, 1, 2, 3 one step of four).
+        """
+        started = time.perf_counter()
         batch = self._batch
         budget = self._batch_tokens
-        # single tokens (sequences generating) before prompt chunks, so a long prompt arriving
-        # never delays the running sequences by more than its chunk
-        jobs = sorted(self._active.values(), key=lambda job: len(job.tokens) - job.done)
-        rows: list[tuple[_Evaluate, int]] = []  # (job, batch row of its last token when it ends this step)
+        # the running sequences' next tokens first; then prompts, oldest first, at most
+        # `prompt_tokens_per_step` of them: a joining prompt delays the running sequences by one
+        # bounded chunk, and prompts arriving together are evaluated one after another, so the
+        # first of them starts generating first instead of all of them waiting for all the prompts
+        jobs = list(self._active.values())
+        taken: list[tuple[_Evaluate, int]] = []
         count = 0
         for job in jobs:
-            if count >= budget:
-                break
-            take = min(len(job.tokens) - job.done, budget - count)
+            if len(job.tokens) - job.done == 1 and count < budget:
+                taken.append((job, 1))
+                count += 1
+        prompt_budget = min(self._prompt_tokens_per_step, budget - count)
+        for job in jobs:
+            remaining = len(job.tokens) - job.done
+            if remaining > 1 and prompt_budget > 0:
+                take = min(remaining, prompt_budget)
+                taken.append((job, take))
+                prompt_budget -= take
+                count += take
+        taken.sort(key=lambda entry: entry[0].seq_id)
+        rows: list[tuple[_Evaluate, int]] = []  # (job, batch row of its last token when it ends this step)
+        count = 0
+        for job, take in taken:
             for offset in range(take):
                 index = job.done + offset
                 batch.token[count] = job.tokens[index]
@@ -221,21 +327,40 @@ class BatchEngine:
                     rows.append((job, count))
                 count += 1
             job.done += take
+        sequences = len(taken)
+        chunked = any(take > 1 for _, take in taken)
         batch.n_tokens = count
+        decode_started, decode_cpu_started = time.perf_counter(), time.thread_time()
         status = self._lib.llama_decode(self._ctx, batch)
-        self.steps += 1
+        decode_wall, decode_cpu = time.perf_counter() - decode_started, time.thread_time() - decode_cpu_started
+        self._last_decode_s = decode_wall
         if status != 0:
             self._fail_step(jobs, status)
-            return
-        finished: set[int] = set()
-        for job, row in rows:
-            pointer = ctypes.cast(self._lib.llama_get_logits_ith(self._ctx, row), ctypes.POINTER(ctypes.c_float))
-            logits: Logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
-            finished.add(job.seq_id)
-            del self._active[job.seq_id]
-            _settle(job.future, logits)
+        else:
+            finished: set[int] = set()
+            for job, row in rows:
+                pointer = ctypes.cast(self._lib.llama_get_logits_ith(self._ctx, row), ctypes.POINTER(ctypes.c_float))
+                logits: Logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+                finished.add(job.seq_id)
+                del self._active[job.seq_id]
+                _settle(job.future, logits)
         with self._condition:
-            self._expected = (self._expected | finished) - self._active.keys()
+            if status == 0:
+                self._expected = (self._expected | finished) - self._active.keys()
+            totals = self._stats
+            self._stats = EngineStats(
+                steps=totals.steps + 1,
+                sequences=totals.sequences + sequences,
+                tokens=totals.tokens + count,
+                running=totals.running + len(jobs) + self._left_out,
+                left_out=totals.left_out + self._left_out,
+                prompt_steps=totals.prompt_steps + chunked,
+                answered=totals.answered + (len(rows) if status == 0 else 0),
+                decode_wall_s=totals.decode_wall_s + decode_wall,
+                decode_cpu_s=totals.decode_cpu_s + decode_cpu,
+                gather_wait_s=totals.gather_wait_s,
+                other_wall_s=totals.other_wall_s + time.perf_counter() - started - decode_wall,
+            )
 
     def _fail_step(self, jobs: list[_Evaluate], status: int) -> None:
         error: RuntimeError = (

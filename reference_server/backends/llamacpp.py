@@ -56,7 +56,15 @@ __all__ = [
 ]
 
 BATCH_TOKENS = 512
-"""Tokens per decode step: running sequences' next tokens first, prompt chunks fill the rest."""
+"""Tokens per decode step at most: running sequences' next tokens first, then prompt chunks (the engine
+bounds those by PROMPT_TOKENS_PER_STEP)."""
+MICRO_BATCH_TOKENS = 32
+"""Rows of one llama.cpp micro-batch (n_ubatch). Below 64 rows llama.cpp's CPU matrix products compute
+each row on its own; from 64 on they take another kernel whose rounding depends on the rows beside
+(measured on SmolLM2-135M: a 150-token prompt in chunks of 1 to 63 tokens gives bit-identical logits,
+in one chunk or chunks of 64 up to 0.5 apart). Micro-batches of 32 keep every evaluation on the
+row-independent side, so a prompt's logits do not depend on how it was chunked or what shared its
+step (D50), at no cost: evaluating a prompt costs the same per token in chunks of 32 as of 64 or more."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,10 @@ class LlamaCppBackend:
         # one thread per running sequence: each blocks on the engine while the batch decodes
         self._executor = ThreadPoolExecutor(engine.n_seq_max + 2, thread_name_prefix="llamacpp-choice")
 
+    def step_counters(self) -> dict[str, float]:
+        """The batch engine's totals (reference_server.metrics exposes them as llamacert_engine_*)."""
+        return self._engine.step_counters()
+
     @property
     def in_flight(self) -> int:
         """Requests running or waiting for sequences."""
@@ -202,13 +214,15 @@ class LlamaCppBackend:
                 waiter.granted.set_result(self._take(waiter.sequences))
 
     def _take(self, sequences: int) -> list[int]:
+        # the lowest free ids: the running sequences stay a run of consecutive ids, which llama.cpp
+        # decodes as one micro-batch (each gap in the ids splits a step in two, see BatchEngine._step)
         ids, self._free_ids = self._free_ids[:sequences], self._free_ids[sequences:]
         return ids
 
     def _release(self, ids: list[int]) -> None:
         for seq_id in ids:
             self._engine.free(seq_id)
-        self._free_ids.extend(ids)
+        self._free_ids = sorted(self._free_ids + ids)
         self._wake_waiters()
 
     def _release_after(self, ids: list[int], work: list[asyncio.Future[Any]]) -> None:
@@ -495,15 +509,16 @@ def create_batched_context(llama: Any, *, context_length: int, sequences: int, t
     Each sequence has a KV stream of its own (not one unified buffer), so its cells always lie at
     the same places whatever else runs: attention sums a token's cells in the same order every
     time, and greedy decoding gives the same tokens alone or in a full batch (spec/DECISIONS.md).
-    The price is that a sequence copy copies the stream, which the backend does only to share a
-    prompt's cells between the choices of a request.
+    Micro-batches stay small enough for row-independent arithmetic (MICRO_BATCH_TOKENS). The price
+    is that a sequence copy copies the stream, which the backend does only to share a prompt's cells
+    between the choices of a request.
     """
     import llama_cpp
 
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = context_length * sequences
     params.n_batch = BATCH_TOKENS
-    params.n_ubatch = BATCH_TOKENS
+    params.n_ubatch = MICRO_BATCH_TOKENS
     params.n_seq_max = sequences
     params.n_threads = threads
     params.n_threads_batch = threads
