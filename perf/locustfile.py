@@ -44,6 +44,7 @@ from perf.settings import OPTIONS, LoadSettings
 from perf.trace import TraceEntry, TraceReplay
 from perf.workload import Conversation, PlannedRequest, Workload
 from spec.models import AZURE_PASS_THROUGH
+from spec.profiles import RATE_LIMIT_HEADERS
 
 __all__ = ["RECORDS_MESSAGE", "ForwardingWriter", "LlamaUser", "MasterCollector"]
 
@@ -455,6 +456,8 @@ class LlamaUser(FastHttpUser):
         error = getattr(response, "error", None)
         record.limit_requests = parse_header_int(_header(headers, "x-ratelimit-limit-requests"))
         record.limit_tokens = parse_header_int(_header(headers, "x-ratelimit-limit-tokens"))
+        if status == 429:
+            record.missing_rate_limit_headers = [name for name in RATE_LIMIT_HEADERS if _header(headers, name) is None]
         try:
             if status == 0:
                 # Locust catches timeouts (ours or the socket's) while waiting for the headers as failures.

@@ -32,6 +32,7 @@ from spec.load_summary import (
     TurnStats,
     WorkloadInfo,
 )
+from spec.profiles import RATE_LIMIT_BURST_SECONDS, RATE_LIMIT_RULE_ID, REQUEST_LIMIT_HEADERS, TOKEN_LIMIT_HEADERS
 
 __all__ = [
     "DEFAULT_BURST_SECONDS",
@@ -61,7 +62,7 @@ __all__ = [
 SUMMARY_SCHEMA_VERSION: Final = LOAD_SUMMARY_SCHEMA_VERSION
 SAMPLE_CAP: Final = 2000
 """Samples kept per latency in the summary: enough for a histogram or CDF, small enough for a report."""
-DEFAULT_BURST_SECONDS: Final = 10.0
+DEFAULT_BURST_SECONDS: Final = RATE_LIMIT_BURST_SECONDS
 """Azure evaluates request rates over short windows ("typically 1 or 10 seconds"), so a deployment may admit
 up to `rpm * 10 / 60` requests at once on top of the steady rate."""
 DEFAULT_TOKEN_BURST_SECONDS: Final = 60.0
@@ -234,7 +235,8 @@ class RateLimitExpectation:
     `floor * rpm * W / 60` (it must not reject what the limit allows); likewise for tokens when the token
     limit is the one that binds.
     mode "under": offered load is below the limits, so nothing may be rejected.
-    Both modes: every rejection is a 429 with a valid Retry-After, no other error, no hung request.
+    Both modes: every rejection is a 429 with a valid Retry-After and the x-ratelimit-* headers, no other error,
+    no hung request. This is conformance rule `rate_limit.enforced` (D26) judged under load.
     """
 
     mode: Literal["above", "under"]
@@ -321,7 +323,8 @@ def _above_limit_reasons(
 def rate_limit_verdict(
     records: Sequence[RequestRecord], expectation: RateLimitExpectation, window: RunWindow
 ) -> RateLimitResult:
-    """The summary's `rate_limit` object: offered and accepted rates and a pass/fail verdict with its reasons."""
+    """The summary's `rate_limit` object: offered and accepted rates and a pass/fail verdict with its reasons,
+    naming the registered rule it judges and that rule's source."""
     minutes = window.duration_s / 60 if window.duration_s > 0 else math.inf
     accepted = [record for record in records if 200 <= record.status < 300]
     accepted_tokens = sum(
@@ -356,6 +359,12 @@ def rate_limit_verdict(
     bad_retry_after = [record for record in rejected if record.retry_after is None]
     if bad_retry_after:
         reasons.append(f"{len(bad_retry_after)} of {len(rejected)} 429 answers had no valid Retry-After")
+    # the pair of headers of each limit the deployment has (D26)
+    required = {*REQUEST_LIMIT_HEADERS, *(TOKEN_LIMIT_HEADERS if expectation.limit_tpm is not None else ())}
+    without_headers = [record for record in rejected if required & {*record.missing_rate_limit_headers}]
+    if without_headers:
+        missing = sorted(required & {name for record in without_headers for name in record.missing_rate_limit_headers})
+        reasons.append(f"{len(without_headers)} of {len(rejected)} 429 answers lacked the rate-limit headers {missing}")
     server_errors = [record for record in errors if record.status >= 500]
     if server_errors:
         reasons.append(f"{len(server_errors)} server errors (5xx): {_status_breakdown(server_errors)}")
@@ -382,7 +391,14 @@ def rate_limit_verdict(
             span_s=span_s,
             expectation=expectation,
         )
-    return RateLimitResult(**result, verdict="fail" if reasons else "pass", reasons=reasons)
+    # imported here: the registry takes most of a second to load, and Locust's processes import this module
+    # (for ttft_ms and itl_ms) without ever judging a rate limit
+    from conformance.rules import RULES
+
+    rule = RULES[RATE_LIMIT_RULE_ID]
+    return RateLimitResult(
+        **result, verdict="fail" if reasons else "pass", reasons=reasons, rule_id=rule.rule_id, source=rule.source
+    )
 
 
 def summarize(

@@ -75,6 +75,8 @@ class RequestRecord:
     """From x-ratelimit-limit-requests; None when absent."""
     limit_tokens: int | None = None
     """From x-ratelimit-limit-tokens; None when absent."""
+    missing_rate_limit_headers: list[str] = dataclasses.field(default_factory=list)
+    """The x-ratelimit-* headers a 429 answer lacked (spec.profiles.RATE_LIMIT_HEADERS, D26); empty otherwise."""
     turn: int | None = None
     """A conversation's turn, from 1; None outside multi-turn conversations."""
     t_due: float | None = None

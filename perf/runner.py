@@ -206,6 +206,23 @@ def plan_run(request: LoadRequest, limits: tuple[int | None, int | None] = (None
         trace_block_tokens=_given(request.trace_block_tokens, scenario.trace_block_tokens),
     )
     base.workload()  # a bad combination of workload settings fails here, before Locust starts
+    ignored = [
+        problem
+        for problem, given in (
+            (
+                "--prefix-share and --prefix-count need --prefix-tokens",
+                (request.prefix_share, request.prefix_count) != (None, None) and not base.prefix_tokens,
+            ),
+            ("--think-time needs --turns above 1", request.think_time_s is not None and base.turns == 1),
+            (
+                "--trace-time-scale and --trace-block-tokens need --trace",
+                (request.trace_time_scale, request.trace_block_tokens) != (None, None) and base.trace is None,
+            ),
+        )
+        if given
+    ]
+    if ignored:
+        raise PlanError("; ".join(ignored))
     arrival: Arrival = "closed"
     rate: float | None = None
     steps: tuple[int, ...] = ()

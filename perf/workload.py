@@ -292,7 +292,7 @@ class Workload:
         if self.prefix is not None:
             prompt += self.prefix.tokens * self.prefix.share
         if self.turns > 1:
-            # turn k carries k user messages and k - 1 answers: on average (turns + 1) / 2 messages of each side
+            # turn k carries k user messages and k - 1 answers: on average (turns + 1) / 2 and (turns - 1) / 2
             prompt = prompt * (self.turns + 1) / 2 + self.output_tokens.mean * (self.turns - 1) / 2
         return prompt + self.output_tokens.mean
 

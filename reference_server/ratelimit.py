@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from spec.profiles import Profile
+from spec.profiles import RATE_LIMIT_BURST_SECONDS, Profile
 
 __all__ = [
     "CONCURRENCY_RETRY_AFTER_S",
@@ -43,7 +43,7 @@ __all__ = [
     "rate_limit_headers",
 ]
 
-DEFAULT_BURST_SECONDS = 10.0
+DEFAULT_BURST_SECONDS = RATE_LIMIT_BURST_SECONDS
 DEFAULT_TOKEN_BURST_SECONDS = 60.0
 CONCURRENCY_RETRY_AFTER_S = 1.0
 """When a concurrency slot frees up depends on other requests finishing, which cannot be predicted."""

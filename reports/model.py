@@ -418,11 +418,12 @@ def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[
             f"offered {limit.offered_rpm:,.1f} requests/min, accepted {limit.accepted_rpm:,.1f} requests/min "
             f"and {limit.accepted_tpm:,.0f} tokens/min"
         )
+        source = f" ({limit.source})" if limit.source else ""
         if limit.verdict == "fail":
             because = "; ".join(limit.reasons) or measured
-            failures.append(f"rate limit check in scenario {load.scenario!r} failed: {because}")
+            failures.append(f"rule {limit.rule_id} failed under load in scenario {load.scenario!r}: {because}{source}")
         else:
-            passes.append(f"rate limit check in scenario {load.scenario!r} passed: {measured}")
+            passes.append(f"rule {limit.rule_id} passed under load in scenario {load.scenario!r}: {measured}")
     if known is not None and known.has_rate_limits and not any(load.rate_limit for load in loads):
         rpm, tpm = known.requests_per_minute, known.tokens_per_minute
         limits = f"{f'{rpm:,}' if rpm else 'no'} requests/min, {f'{tpm:,}' if tpm else 'no'} tokens/min"

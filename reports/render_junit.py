@@ -1,6 +1,7 @@
 """junit.xml: the report for CI, one testsuite per rule group and one testcase per rule.
 
-Rate-limit checks get a `load.rate_limit` suite, and the verdict its own testcase, so a CI job that reads only
+Rate-limit checks under load get a `load.rate_limit` suite, one testcase per scenario named by the rule it judges
+(`rate_limit.enforced[scenario]`), and the verdict its own testcase, so a CI job that reads only
 junit.xml still turns red on a FAIL or an INCOMPLETE run.
 """
 
@@ -95,9 +96,11 @@ def _rule_case(suite: ET.Element, rule: RuleResult) -> None:
 
 
 def _rate_limit_case(suite: ET.Element, load: LoadSection, limit: RateLimitResult) -> None:
-    case = _element(suite, "testcase", classname="load.rate_limit", name=load.scenario, time=f"{load.duration_s:.3f}")
+    name = f"{limit.rule_id}[{load.scenario}]"
+    case = _element(suite, "testcase", classname="load.rate_limit", name=name, time=f"{load.duration_s:.3f}")
     details = (
-        f"limit: {limit.limit_rpm} requests/min, {limit.limit_tpm} tokens/min\n"
+        (f"source: {limit.source}\n" if limit.source else "")
+        + f"limit: {limit.limit_rpm} requests/min, {limit.limit_tpm} tokens/min\n"
         f"offered {limit.offered_rpm:.1f} requests/min; accepted {limit.accepted_rpm:.1f} requests/min, "
         f"{limit.accepted_tpm:.0f} tokens/min\n" + "\n".join(limit.reasons)
     )

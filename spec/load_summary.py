@@ -12,6 +12,8 @@ from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from spec.profiles import RATE_LIMIT_RULE_ID
+
 __all__ = [
     "LOAD_SUMMARY_SCHEMA_VERSION",
     "READABLE_LOAD_SUMMARY_VERSIONS",
@@ -89,6 +91,8 @@ class RateLimitResult(_SummaryModel):
     accepted_tpm: float
     verdict: Literal["pass", "fail"]
     reasons: list[str]
+    rule_id: str = Field(default=RATE_LIMIT_RULE_ID, description="The conformance rule the verdict judges (D26).")
+    source: str | None = Field(default=None, description="That rule's source, resolved from the spec.")
 
 
 class ObjectiveResult(_SummaryModel):

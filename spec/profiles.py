@@ -10,9 +10,27 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PROFILES_PATH", "Profile", "get_profile", "load_profiles"]
+__all__ = [
+    "PROFILES_PATH",
+    "RATE_LIMIT_BURST_SECONDS",
+    "RATE_LIMIT_HEADERS",
+    "RATE_LIMIT_RULE_ID",
+    "REQUEST_LIMIT_HEADERS",
+    "TOKEN_LIMIT_HEADERS",
+    "Profile",
+    "get_profile",
+    "load_profiles",
+]
 
 PROFILES_PATH = Path(__file__).with_name("profiles.yaml")
+REQUEST_LIMIT_HEADERS: tuple[str, ...] = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests")
+TOKEN_LIMIT_HEADERS: tuple[str, ...] = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens")
+RATE_LIMIT_HEADERS: tuple[str, ...] = REQUEST_LIMIT_HEADERS + TOKEN_LIMIT_HEADERS
+"""What a rate-limited deployment's answers carry, a 429 included: the pair of each limit it has (D26)."""
+RATE_LIMIT_BURST_SECONDS = 10.0
+"""The widest window Azure measures a request rate over: a limit of N/min admits a burst of N/6 (D26)."""
+RATE_LIMIT_RULE_ID = "rate_limit.enforced"
+"""The conformance rule that judges enforcement (D26): registered by conformance, named by perf's verdict."""
 
 
 class Profile(BaseModel):

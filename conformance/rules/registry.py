@@ -149,11 +149,23 @@ def probe_rule(
     probe: str,
     severity: Severity = "required",
     strictness: Iterable[Strictness] = BOTH_LEVELS,
+    conditional: bool = False,
 ) -> Callable[[ProbeCheck], ProbeCheck]:
     """Register a rule that judges the exchanges of one run of `probe`, by their roles."""
 
     def register(function: ProbeCheck) -> ProbeCheck:
-        _register(Rule(rule_id, title, tuple(sources), severity, frozenset(strictness), probe, probe_check=function))
+        _register(
+            Rule(
+                rule_id,
+                title,
+                tuple(sources),
+                severity,
+                frozenset(strictness),
+                probe,
+                conditional=conditional,
+                probe_check=function,
+            )
+        )
         return function
 
     return register

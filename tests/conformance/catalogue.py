@@ -51,6 +51,7 @@ class Liberty:
     profile: str | None = None
     strictness: str = "docs"
     routes: str = "llama"
+    quick: bool = True  # False: the full suite (a test that runs only there, such as the rate-limit burst)
     settings: dict[str, Any] = field(default_factory=dict)
     change_json: JsonChange | None = None  # 200 JSON bodies of the generation routes
     change_events: EventsChange | None = None  # SSE data strings
@@ -223,7 +224,7 @@ def run_suite(liberty: Liberty, workdir: Path, *, quick: bool = True, timeout_s:
         "--results-json",
         str(results),
     ]
-    if quick:
+    if quick and liberty.quick:
         arguments.append("--quick")
     if liberty.profile:
         arguments += ["--profile", liberty.profile]

@@ -401,6 +401,29 @@ DEFECTS: list[Defect] = [
         ),
     ),
     Defect(
+        "rate-limit-not-enforced",
+        rule="rate_limit.enforced",
+        tests="test_rate_limit_is_enforced",
+        profile="serverless-llama31",
+        quick=False,
+        # published 1,000 requests/min, but the limiter was configured a thousand times higher
+        settings={"requests_per_minute": 1_000_000},
+    ),
+    Defect(
+        "429-without-rate-limit-headers",
+        rule="rate_limit.enforced",
+        tests="test_rate_limit_is_enforced",
+        profile="serverless-llama31",
+        quick=False,
+        change_response=_status(
+            lambda path, r, status, body, h: (
+                status,
+                body,
+                {k: v for k, v in h.items() if status != 429 or not k.startswith("x-ratelimit-")},
+            )
+        ),
+    ),
+    Defect(
         "content-safety-off",
         rule="content_safety.prompt",
         tests="test_harmful_prompts",
@@ -662,6 +685,21 @@ VARIANTS: list[Variant] = [
         strictness="compat",
         tests="test_invalid_parameter",
         change_response=_fastapi_422,
+    ),
+    Variant(
+        "unbroken-rate-limit-burst",
+        relaxation="D26",
+        tests="test_rate_limit_is_enforced",
+        profile="serverless-llama31",
+        quick=False,
+    ),
+    Variant(
+        "rate-limit-stricter-than-published",
+        relaxation="D26",
+        tests="test_rate_limit_is_enforced",
+        profile="serverless-llama31",
+        quick=False,
+        settings={"requests_per_minute": 120},
     ),
     Variant(
         "beam-search-at-any-temperature",

@@ -54,6 +54,10 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
         (["--trace", "{good}", "--workers", "2"], "trace replay runs in one Locust process"),
         (["--trace", "{good}", "--scenario", "poisson"], "--trace sets prompts, lengths and arrival times itself"),
         (["--scenario", "{scenario}"], "a trace brings its own arrival times"),
+        (["--prefix-count", "3"], "--prefix-share and --prefix-count need --prefix-tokens"),
+        (["--scenario", "shared-prefix", "--prefix-tokens", "0", "--prefix-share", "0.5"], "need --prefix-tokens"),
+        (["--think-time", "2"], "--think-time needs --turns above 1"),
+        (["--trace-time-scale", "2"], "--trace-time-scale and --trace-block-tokens need --trace"),
     ],
 )
 def test_bad_workloads(arguments: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

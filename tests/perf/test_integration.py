@@ -25,6 +25,7 @@ from perf.cli import main
 from perf.records import RequestRecord, read_records
 from perf.runner import subprocess_environment
 from spec.load_summary import LoadSummary
+from spec.profiles import TOKEN_LIMIT_HEADERS
 from tests.perf.conftest import API_KEY, ROOT, ReferenceFactory, TrivialFactory, locust_counts
 from tests.perf.test_baseline import summary as baseline_summary
 
@@ -143,8 +144,11 @@ def test_rate_limit_against_the_reference_server(tmp_path: Path, start_reference
         for record in rejected_records
     )
     assert all(record.limit_requests == 120 for record in records)
+    # --rpm alone: a requests limit and no token limit, so a 429 carries the requests pair only (D26)
+    assert all(record.missing_rate_limit_headers == list(TOKEN_LIMIT_HEADERS) for record in rejected_records)
     limit = summary["rate_limit"]
     assert limit["verdict"] == "pass", limit["reasons"]
+    assert limit["rule_id"] == "rate_limit.enforced" and "D26" in limit["source"]
     assert status == 0
     # The bucket holds 20 requests and refills 2 a second: about 20 + 2 x 10 accepted of about 80 offered.
     assert 30 <= summary["ok"] <= 42

@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
+from conformance.rules import RULES
 from perf.metrics import (
     RateLimitExpectation,
     RunWindow,
     downsample,
     e2e_ms,
     itl_ms,
+    late_requests,
     latency_stats,
     limits_from_headers,
     output_tokens_per_s,
@@ -22,6 +24,7 @@ from perf.metrics import (
     timeline,
     token_gaps_ms,
     ttft_ms,
+    turn_stats,
 )
 from perf.records import RequestRecord
 from reports.model import LoadSection
@@ -239,6 +242,28 @@ def test_every_429_needs_retry_after() -> None:
     assert result["reasons"] == ["85 of 85 429 answers had no valid Retry-After"]
 
 
+def test_every_429_needs_the_rate_limit_headers() -> None:
+    records = _offered(15)
+    for record in records[15:20]:
+        record.missing_rate_limit_headers = ["x-ratelimit-remaining-requests"]
+    result = _verdict(records)
+    assert result["verdict"] == "fail"
+    assert result["reasons"] == ["5 of 85 429 answers lacked the rate-limit headers ['x-ratelimit-remaining-requests']"]
+    assert _verdict(_offered(15))["verdict"] == "pass"
+    # the token pair is required only of a deployment with a tokens/min limit
+    for record in records[15:20]:
+        record.missing_rate_limit_headers = ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens"]
+    assert _verdict(records)["verdict"] == "pass"
+    assert _verdict(records, limit_tpm=1_000_000)["verdict"] == "fail"
+
+
+def test_the_verdict_names_its_registered_rule_and_source() -> None:
+    result = _verdict(_offered(15))
+    rule = RULES[result["rule_id"]]
+    assert rule.rule_id == "rate_limit.enforced" and result["source"] == rule.source
+    assert "D26" in result["source"]
+
+
 def test_server_errors_and_hung_requests_fail() -> None:
     records = _offered(15)
     records[20] = _plain(2.0, 2.1, status=503, error="HTTP 503")
@@ -294,3 +319,24 @@ def test_summary_with_rate_limit_reads_into_a_report() -> None:
     )
     section = LoadSection.from_summary(json.loads(summary.model_dump_json()))
     assert section.rate_limit is not None and section.rate_limit.verdict == "pass"
+
+
+def test_figures_per_conversation_turn() -> None:
+    first = [_streamed(0, 0.1, [0.1, 0.2], 0.2, 2, prompt=10), _streamed(1, 1.3, [1.3], 1.4, 1, prompt=12)]
+    second = [_streamed(2, 2.5, [2.5, 2.6], 2.6, 2, prompt=40)]
+    for record in first:
+        record.turn = 1
+    second[0].turn = 2
+    stats = turn_stats([*second, *first, _plain(3, 4)])
+    assert stats is not None and [(turn.turn, turn.requests) for turn in stats] == [(1, 2), (2, 1)]
+    assert [turn.prompt_tokens_mean for turn in stats] == [11, 40]
+    assert stats[0].ttft_ms is not None and stats[0].ttft_ms.max == approx(300)
+    assert stats[1].ttft_ms is not None and stats[1].ttft_ms.p50 == approx(500)
+    assert turn_stats([_plain(0, 1)]) is None
+    summary = summarize([*first, *second], endpoint="http://e", scenario="s", users=1)
+    assert summary.turns == stats
+
+
+def test_late_trace_requests() -> None:
+    on_time, late, untimed = _plain(1.05, 2, t_due=T0 + 1.0), _plain(2.5, 3, t_due=T0 + 2.0), _plain(3, 4)
+    assert late_requests([on_time, late, untimed]) == 1

@@ -122,3 +122,16 @@ def test_retry_after(value: str | None, seconds: float | None) -> None:
 def test_header_ints() -> None:
     assert parse_header_int("120") == 120
     assert parse_header_int("x") is None and parse_header_int("-3") is None and parse_header_int(None) is None
+
+
+def test_the_answer_text_is_kept_when_asked() -> None:
+    lines = [*_event(_chat(" one")), *_event(_chat(" two")), b"data: [DONE]\n", b"\n"]
+    keeping, plain = StreamReader(keep_text=True), StreamReader()
+    _feed(keeping, lines)
+    _feed(plain, lines)
+    assert keeping.text == " one two" and plain.text == ""
+    chat = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}
+    assert parse_body(json.dumps(chat).encode()).text == "hi"
+    completion = {"choices": [{"index": 0, "text": " there", "finish_reason": "length"}]}
+    assert parse_body(json.dumps(completion).encode()).text == " there"
+    assert parse_body(b'{"choices": []}').text is None

@@ -51,7 +51,7 @@ def test_a_failed_rate_limit_check_fails_the_verdict(build: ReportFactory, confo
     report = build(make_passing(conformance))
     assert report.verdict.status == "FAIL"
     assert report.verdict.reasons == [
-        "rate limit check in scenario 'rate-limit' failed: accepted 1,480 requests/min, limit 1,000"
+        "rule rate_limit.enforced failed under load in scenario 'rate-limit': accepted 1,480 requests/min, limit 1,000"
     ]
 
 
@@ -60,7 +60,7 @@ def test_every_required_rule_passing_and_rate_limit_passing_is_a_pass(build: Rep
     assert report.verdict.status == "PASS"
     # the skipped advisory rule and the conditional rule that saw nothing are not required
     assert report.verdict.reasons[0] == "all 11 required rules passed (11 with evidence)"
-    assert report.verdict.reasons[1].startswith("rate limit check in scenario 'rate-limit' passed: offered ")
+    assert report.verdict.reasons[1].startswith("rule rate_limit.enforced passed under load in scenario 'rate-limit': ")
     assert "accepted" in report.verdict.reasons[1] and "tokens/min" in report.verdict.reasons[1]
 
 

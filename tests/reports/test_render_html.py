@@ -147,3 +147,18 @@ def test_objectives_goodput_capacity_and_server_series_are_shown(build: ReportFa
     assert "Client-side and server-side series over time" in page and "Latency and throughput against offered" in page
     # a missed objective fails the verdict, and says which
     assert any("missed objective ttft_p95" in reason for reason in report.verdict.reasons)
+
+
+def test_a_multi_turn_workload_is_shown_turn_by_turn(build: ReportFactory, throughput: Json) -> None:
+    stats = {"mean": 12.0, "p50": 11.0, "p90": 14.0, "p95": 15.0, "p99": 16.0, "max": 17.0}
+    throughput["workload"] = {"kind": "multi-turn", "prompt_lengths": "approximate: words", "late_requests": None,
+                              "description": "conversations of 2 turns"}  # fmt: skip
+    throughput["turns"] = [
+        {"turn": 1, "requests": 10, "prompt_tokens_mean": 70.0, "ttft_ms": stats, "e2e_ms": stats},
+        {"turn": 2, "requests": 9, "prompt_tokens_mean": 180.0, "ttft_ms": None, "e2e_ms": None},
+    ]
+    page = render_html(build())
+    assert "Workload <b>multi-turn</b>: conversations of 2 turns. Prompt lengths: approximate: words." in page
+    assert '<tr><td>1</td><td class="num">10</td><td class="num">70</td><td class="num">11.0 ms</td>' in page
+    # a turn without streamed answers has no TTFT
+    assert '<tr><td>2</td><td class="num">9</td><td class="num">180</td><td class="num">\u2014</td>' in page

@@ -83,7 +83,8 @@ def test_an_incomplete_run_is_an_error_testcase(build: ReportFactory) -> None:
 
 def test_a_failed_rate_limit_check_is_a_failure(build: ReportFactory, rate_limit: Json) -> None:
     rate_limit["rate_limit"].update(verdict="fail", reasons=["accepted 1,480 requests/min, limit 1,000"])
-    failure = _parse(build()).find("testsuite[@name='load.rate_limit']/testcase[@name='rate-limit']/failure")
+    case = "testsuite[@name='load.rate_limit']/testcase[@name='rate_limit.enforced[rate-limit]']"
+    failure = _parse(build()).find(f"{case}/failure")
     assert failure is not None
     assert failure.attrib["message"] == "accepted 1,480 requests/min, limit 1,000"
 
