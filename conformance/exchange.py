@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ __all__ = [
     "RecordedRequest",
     "SseEvent",
     "encode_exchange",
+    "iter_exchanges",
     "load_exchanges",
     "save_exchanges",
     "sse_event",
@@ -183,23 +184,27 @@ def save_exchanges(path: Path, exchanges: Iterable[Exchange]) -> int:
     return count
 
 
-def load_exchanges(path: Path) -> list[Exchange]:
-    """The exchanges of a JSONL file written by `save_exchanges`."""
+def iter_exchanges(path: Path) -> Iterator[Exchange]:
+    """The exchanges of a JSONL file written by `save_exchanges`, one at a time (a load test's sample may be large)."""
     try:
-        lines = path.read_bytes().splitlines()
+        handle = path.open("rb")
     except OSError as error:
         raise ExchangeFileError(f"{path}: cannot read it ({error.strerror or error})") from None
-    exchanges = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            exchanges.append(_EXCHANGE_ADAPTER.validate_json(line))
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "(line)"
-            raise ExchangeFileError(f"{path}:{number}: not a saved exchange ({where}: {first['msg']})") from None
-    return exchanges
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield _EXCHANGE_ADAPTER.validate_json(line)
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(part) for part in first["loc"]) or "(line)"
+                raise ExchangeFileError(f"{path}:{number}: not a saved exchange ({where}: {first['msg']})") from None
+
+
+def load_exchanges(path: Path) -> list[Exchange]:
+    """The exchanges of a JSONL file written by `save_exchanges`."""
+    return list(iter_exchanges(path))
 
 
 def sse_event(message: SseMessage, at: float) -> SseEvent:

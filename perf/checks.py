@@ -19,15 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from conformance.exchange import (
-    Exchange,
-    RecordedRequest,
-    SseEvent,
-    encode_exchange,
-    load_exchanges,
-    save_exchanges,
-    sse_event,
-)
+from conformance.exchange import Exchange, RecordedRequest, SseEvent, encode_exchange, sse_event
 from conformance.rules import RULES, JudgeContext, Rule, RuleOutcome, judge
 from perf.records import RecordWriter
 from spec.load_summary import CheckExample, CheckFinding
@@ -183,14 +175,19 @@ class ExchangeRecorder:
         return encode_exchange(self.exchange(finished_at))
 
 
-def merge_exchange_files(directory: Path, destination: Path) -> list[Exchange]:
-    """Every process's sampled exchanges in `directory`, in send order, saved to `destination` (`llamacert check`
-    judges that file again)."""
-    files = sorted(directory.glob(EXCHANGE_FILE_PATTERN))
-    exchanges = [exchange for path in files for exchange in load_exchanges(path)]
-    exchanges.sort(key=lambda exchange: exchange.sent_at_unix or 0.0)
-    save_exchanges(destination, exchanges)
-    return exchanges
+def merge_exchange_files(directory: Path, destination: Path) -> int:
+    """Every process's sampled exchanges in `directory`, one file after another, into `destination` (which
+    `llamacert check` judges again); how many. Copied line by line: a long run's sample need not fit in memory."""
+    count = 0
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with destination.open("wb") as merged:
+        for path in sorted(directory.glob(EXCHANGE_FILE_PATTERN)):
+            with path.open("rb") as part:
+                for line in part:
+                    if line.strip():
+                        merged.write(line if line.endswith(b"\n") else line + b"\n")
+                        count += 1
+    return count
 
 
 def _describe_request(exchange: Exchange) -> str:
@@ -221,32 +218,38 @@ def _not_run_reason(rule: Rule, context: JudgeContext) -> str | None:
     return None
 
 
-def check_exchanges(exchanges: Sequence[Exchange], profile: Profile | None = None) -> list[CheckFinding]:
+def check_exchanges(exchanges: Iterable[Exchange], profile: Profile | None = None) -> list[CheckFinding]:
     """Every registered rule over the exchanges (unlabelled, so only exchange rules can judge them), in id order.
 
-    A rule that judged none of them is 'not run' with the reason, never 'passed'.
+    The exchanges are judged one at a time and only counts and each rule's first failure are kept, so a long
+    run's sample can be read lazily (`conformance.exchange.iter_exchanges`). A rule that judged none of them is
+    'not run' with the reason, never 'passed'.
     """
     context = JudgeContext(profile=profile)
-    outcomes: dict[str, list[RuleOutcome]] = {}
-    for outcome in judge(exchanges, context):
-        outcomes.setdefault(outcome.rule_id, []).append(outcome)
+    chosen = [rule for rule in RULES.values() if rule.applies(context)]
+    passed: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    first_failure: dict[str, CheckExample] = {}
+    for exchange in exchanges:
+        for outcome in judge([exchange], context, chosen):
+            counts = passed if outcome.passed else failed
+            counts[outcome.rule_id] = counts.get(outcome.rule_id, 0) + 1
+            if not outcome.passed and outcome.rule_id not in first_failure:
+                first_failure[outcome.rule_id] = _example(outcome)
     findings = []
     for rule_id, rule in sorted(RULES.items()):
-        judged = outcomes.get(rule_id, [])
-        failures = [outcome for outcome in judged if not outcome.passed]
-        reason = None
-        if not judged:
-            reason = _not_run_reason(rule, context) or NOT_RUN_UNEXERCISED
+        rule_passed, rule_failed = passed.get(rule_id, 0), failed.get(rule_id, 0)
+        judged = rule_passed + rule_failed
         findings.append(
             CheckFinding(
                 rule_id=rule_id,
                 title=rule.title,
                 severity=rule.severity,
-                outcome="failed" if failures else "passed" if judged else "not run",
-                passed=len(judged) - len(failures),
-                failed=len(failures),
-                reason=reason,
-                first_failure=_example(failures[0]) if failures else None,
+                outcome="failed" if rule_failed else "passed" if judged else "not run",
+                passed=rule_passed,
+                failed=rule_failed,
+                reason=None if judged else _not_run_reason(rule, context) or NOT_RUN_UNEXERCISED,
+                first_failure=first_failure.get(rule_id),
             )
         )
     return findings

@@ -21,7 +21,7 @@ from typing import IO, Any, Final, TypeVar
 
 import httpx
 
-from conformance.exchange import EXCHANGES_FILE
+from conformance.exchange import EXCHANGES_FILE, iter_exchanges
 from launch import free_loopback_port, project_environment
 from perf.checks import check_exchanges, combine_findings, merge_exchange_files
 from perf.metrics import (
@@ -636,8 +636,8 @@ def _run_once(request: LoadRequest, out_dir: Path, profile_limits: tuple[int | N
     checks: list[CheckFinding] | None = None
     checked = 0
     if request.check_fraction:
-        exchanges = merge_exchange_files(records_dir, out_dir / EXCHANGES_FILE)
-        checks, checked = check_exchanges(exchanges, request.check_profile), len(exchanges)
+        checked = merge_exchange_files(records_dir, out_dir / EXCHANGES_FILE)
+        checks = check_exchanges(iter_exchanges(out_dir / EXCHANGES_FILE), request.check_profile)
     shutil.rmtree(records_dir, ignore_errors=True)
 
     window = RunWindow.of(records) if records else RunWindow(started, 0.0)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from conformance.exchange import Exchange, encode_exchange, load_exchanges
+from conformance.exchange import Exchange, encode_exchange, iter_exchanges, load_exchanges
 from conformance.rules import RULES
 from perf.checks import (
     NOT_RUN_PROBE,
@@ -166,18 +166,18 @@ async def test_a_profile_judges_only_the_rules_it_requires() -> None:
     assert findings["stream.done"].outcome == "passed"
 
 
-async def test_saved_exchanges_of_several_processes_merge_in_send_order(tmp_path: Path) -> None:
+async def test_saved_exchanges_of_several_processes_merge_into_one_file(tmp_path: Path) -> None:
     exchanges = await _recorded(ALL_KINDS)
     for number, part in enumerate((exchanges[1::2], exchanges[::2])):
         writer = ExchangeWriter(tmp_path / "records" / f"exchanges-host-{number}.jsonl")
         for exchange in part:
             writer.write_exchange(encode_exchange(exchange))
         writer.close()
-    merged = merge_exchange_files(tmp_path / "records", tmp_path / "exchanges.jsonl")
-    assert [exchange.sent_at_unix for exchange in merged] == [exchange.sent_at_unix for exchange in exchanges]
-    assert [exchange.request.path for exchange in load_exchanges(tmp_path / "exchanges.jsonl")] == [
-        path for path, _ in ALL_KINDS
-    ]
+    assert merge_exchange_files(tmp_path / "records", tmp_path / "exchanges.jsonl") == len(exchanges)
+    merged = load_exchanges(tmp_path / "exchanges.jsonl")
+    assert sorted(exchange.request.path for exchange in merged) == sorted(path for path, _ in ALL_KINDS)
+    # judged lazily from the file, as the runner does, they give what the exchanges themselves give
+    assert check_exchanges(iter_exchanges(tmp_path / "exchanges.jsonl")) == check_exchanges(exchanges)
 
 
 def _finding(rule_id: str, passed: int, failed: int) -> CheckFinding:
