@@ -351,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if run.engine is not None:
                     print(f"    engine: {run.engine}")
+                    if run.engine.counters["prompt_steps"] < 2 * users:
+                        # users finish their equal requests at about the same time: a window shorter
+                        # than two requests each counts whichever phase (prompts, generation) it caught
+                        print("    (the window held under two prompts per user: lengthen --duration)")
             foreign: LoadRun | None = None
             if args.llama_cpp_server:
                 with llama_cpp_server(threads) as url:

@@ -81,6 +81,8 @@ def test_one_run_prints_every_ratio_with_the_engine_counted_rates(
     assert out.count("(the same with Locust's tokens/s)") == 2 and "0.60" in out
     assert "3.90 sequences decoded per step of 4.00 running (10 left out" in out
     assert "llama_decode 90% of wall (CPU 80%), gather wait 5%, other 3%" in out
+    # 3 prompt steps: enough for 1 user's window, under two prompts per user at 4 and 8
+    assert out.count("lengthen --duration") == 2
 
 
 @pytest.mark.slow
