@@ -27,8 +27,10 @@ __all__ = [
     "ProbeLabel",
     "RecordedRequest",
     "SseEvent",
+    "encode_exchange",
     "load_exchanges",
     "save_exchanges",
+    "sse_event",
 ]
 
 EXCHANGES_FILE = "exchanges.jsonl"
@@ -165,13 +167,18 @@ class ExchangeFileError(ValueError):
     """A saved-exchanges file is unreadable or a line is not an exchange."""
 
 
+def encode_exchange(exchange: Exchange) -> bytes:
+    """One exchange as a line of a saved-exchanges file (without the newline)."""
+    return _EXCHANGE_ADAPTER.dump_json(exchange)
+
+
 def save_exchanges(path: Path, exchanges: Iterable[Exchange]) -> int:
     """Write exchanges as JSONL (one exchange per line); the number written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with path.open("wb") as handle:
         for exchange in exchanges:
-            handle.write(_EXCHANGE_ADAPTER.dump_json(exchange) + b"\n")
+            handle.write(encode_exchange(exchange) + b"\n")
             count += 1
     return count
 
@@ -195,7 +202,8 @@ def load_exchanges(path: Path) -> list[Exchange]:
     return exchanges
 
 
-def _event(message: SseMessage, at: float) -> SseEvent:
+def sse_event(message: SseMessage, at: float) -> SseEvent:
+    """A decoded SSE message as the event an exchange records (its JSON parsed, or why it is not JSON)."""
     if message.data == DONE:
         return SseEvent(message.data, None, at)
     try:
@@ -337,12 +345,12 @@ class EndpointClient:
                         first_byte = now
                     chunks.append(piece)
                     if events is not None:
-                        events.extend(_event(message, now) for message in decoder.feed(piece))
+                        events.extend(sse_event(message, now) for message in decoder.feed(piece))
                     if now - started > self.deadline_s:
                         raise StreamStalled(f"the body was not complete after {self.deadline_s:.0f} s")
                 if events is not None:
                     now = time.monotonic()
-                    events.extend(_event(message, now) for message in decoder.finish())
+                    events.extend(sse_event(message, now) for message in decoder.finish())
         except (httpx.HTTPError, StreamStalled) as exc:
             return Exchange(
                 request=recorded,

@@ -194,6 +194,10 @@ def _certify(args: argparse.Namespace) -> int:
                     "smoke",
                     "--duration",
                     args.load_duration,
+                    # the responses under load are judged by the rules the profile requires
+                    "--check",
+                    "--profile",
+                    profile.name,
                 ],
                 out / "load-throughput",
             )

@@ -1,8 +1,9 @@
 """`llamacert load`: run a Locust load scenario against an endpoint and summarise it.
 
-Exit status: 0 done (every objective met, any rate-limit verdict passed, any baseline held); 1 an objective
-missed, the rate-limit verdict failed, or a gate metric regressed beyond the tolerance and the run-to-run
-spread; 2 bad arguments or scenario; 3 Locust failed to run.
+Exit status: 0 done (every objective met, any rate-limit verdict passed, any baseline held, no checked
+response broke a required rule); 1 an objective missed, the rate-limit verdict failed, a gate metric regressed
+beyond the tolerance and the run-to-run spread, or (--check) a sampled response broke a required conformance
+rule; 2 bad arguments or scenario; 3 Locust failed to run.
 Past one machine: `llamacert load --master --expect-workers N --master-bind-host 0.0.0.0 ...` here, and
 `llamacert load --worker --master-host HOST` on each other machine.
 """
@@ -18,6 +19,7 @@ from typing import TypeVar
 
 from perf.baseline import BaselineError, compare, format_comparison, load_baseline, save_baseline
 from perf.capacity import format_capacity, search_capacity
+from perf.checks import DEFAULT_CHECK_FRACTION, parse_check_fraction
 from perf.metrics import DEFAULT_BURST_SECONDS
 from perf.objectives import parse_objectives
 from perf.runner import LoadRequest, PlanError, format_summary, run_load, run_worker
@@ -25,7 +27,8 @@ from perf.scenarios import ScenarioError, builtin_scenarios, load_scenario, pars
 from perf.settings import API_KEY_ENV
 from perf.workload import LengthRange, parse_mix
 from spec.load_regression import DEFAULT_TOLERANCE_PCT, parse_tolerance_pct
-from spec.profiles import get_profile
+from spec.load_summary import LoadSummary
+from spec.profiles import Profile, get_profile
 
 __all__ = ["main"]
 
@@ -82,6 +85,18 @@ def _parser() -> argparse.ArgumentParser:
         type=_objectives,
         help="Objectives, e.g. ttft_p95=500ms,itl_p95=50ms,e2e_p99=8s,errors=1%%; a metric without a percentile "
         "(ttft=2s) is a per-request threshold for goodput. A missed objective exits 1.",
+    )
+    checks = parser.add_argument_group("checks under load")
+    checks.add_argument(
+        "--check",
+        nargs="?",
+        const=DEFAULT_CHECK_FRACTION,
+        default=0.0,
+        type=_typed(parse_check_fraction),
+        metavar="FRACTION",
+        help=f"Record a share of the requests whole (default {DEFAULT_CHECK_FRACTION:g}; 1 or 100%% for all) and "
+        "judge them with the conformance rules after the run; a required rule broken under load exits 1. Rules "
+        "that need a second request, or that the workload does not exercise, are reported as not run.",
     )
     metrics = parser.add_argument_group("server metrics")
     metrics.add_argument(
@@ -174,11 +189,22 @@ def _check_machines(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _profile_limits(name: str | None) -> tuple[int | None, int | None]:
-    if name is None:
+def _profile_limits(profile: Profile | None) -> tuple[int | None, int | None]:
+    if profile is None:
         return None, None
-    profile = get_profile(name)
     return profile.requests_per_minute, profile.tokens_per_minute
+
+
+def _report_checks(summary: LoadSummary) -> int:
+    """Name each rule broken under load on stderr; 1 when a required one broke."""
+    for finding in summary.failed_checks:
+        example = f": {finding.first_failure.message}" if finding.first_failure is not None else ""
+        print(
+            f"llamacert load: rule {finding.rule_id} ({finding.severity}) broken by {finding.failed:,} sampled "
+            f"responses under load{example}",
+            file=sys.stderr,
+        )
+    return 1 if summary.checks_failed else 0
 
 
 def main(argv: list[str]) -> int:
@@ -196,6 +222,7 @@ def main(argv: list[str]) -> int:
     if args.worker:
         return run_worker(args.master_host, args.master_port, api_key)
     try:
+        profile = get_profile(args.profile) if args.profile else None
         scenario = load_scenario(args.scenario)
         baseline = load_baseline(args.baseline) if args.baseline else None
         request = LoadRequest(
@@ -228,6 +255,8 @@ def main(argv: list[str]) -> int:
             expect_workers=args.expect_workers if args.master else 0,
             master_bind_host=args.master_bind_host,
             master_bind_port=args.master_bind_port,
+            check_fraction=args.check,
+            check_profile=profile,
             prefix_tokens=args.prefix_tokens,
             prefix_share=args.prefix_share,
             prefix_count=args.prefix_count,
@@ -240,10 +269,10 @@ def main(argv: list[str]) -> int:
         if request.web:
             print(f"Locust web UI: http://127.0.0.1:{request.web_port} (Ctrl-C ends the run)", file=sys.stderr)
         if scenario.capacity is not None:
-            outcome = search_capacity(request, profile_limits=_profile_limits(args.profile))
+            outcome = search_capacity(request, profile_limits=_profile_limits(profile))
             result = outcome.result
         else:
-            result = run_load(request, profile_limits=_profile_limits(args.profile))
+            result = run_load(request, profile_limits=_profile_limits(profile))
     except (ScenarioError, BaselineError, PlanError, ValueError) as error:
         print(f"llamacert load: {error}", file=sys.stderr)
         return 2
@@ -251,12 +280,14 @@ def main(argv: list[str]) -> int:
     if result.summary.capacity is not None:
         print(format_capacity(result.summary.capacity))
         # the answer is the summary of the probe at the capacity; a search where nothing held exits 1
-        return 0 if result.summary.capacity.capacity_rate is not None else 1
+        held = result.summary.capacity.capacity_rate is not None
+        return max(0 if held else 1, _report_checks(result.summary))
     if result.locust_returncode != 0 and not result.records:
         return 3
     status = 1 if result.rate_limit_failed or result.objectives_missed else 0
     for objective in result.summary.missed_objectives:
         print(f"llamacert load: objective {objective.name} missed: {objective.text}", file=sys.stderr)
+    status = max(status, _report_checks(result.summary))
     if args.save_baseline:
         save_baseline(args.save_baseline, result.summary)
         print(f"baseline written to {args.save_baseline}")

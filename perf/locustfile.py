@@ -11,6 +11,9 @@ trace's entries at their recorded times (perf/trace.py).
 Workers (on this machine or others) send their records to the master with Locust's own messages, so the
 master's records file holds every request and no disk is shared; with --stop-after the master ends the test
 itself and waits for each worker's last records before it quits.
+With --check-fraction (`llamacert load --check`) each process records a sample of its requests whole, as
+conformance exchanges (perf/checks.py), beside its records and by the same way to the master; the rules judge
+them after the run, so no rule slows Locust down.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
+from perf.checks import ExchangeRecorder, ExchangeSampler, ExchangeWriter, exchange_file_name
 from perf.metrics import itl_ms, ttft_ms
 from perf.records import INTERRUPTED, TIMEOUT, RecordWriter, RequestRecord, encode_record, record_file_name
 from perf.responses import StreamReader, parse_body, parse_header_int, parse_retry_after
@@ -51,19 +55,22 @@ __all__ = ["RECORDS_MESSAGE", "ForwardingWriter", "LlamaUser", "MasterCollector"
 logger = logging.getLogger(__name__)
 
 RECORDS_MESSAGE: Final = "llamacert_records"
-"""Worker -> master: {"lines": [encoded records], "final": bool}; final once the worker's users have stopped."""
+"""Worker -> master: {"lines": [encoded records], "exchanges": [encoded sampled exchanges], "final": bool};
+final once the worker's users have stopped."""
 _FORWARD_INTERVAL_S: Final = 1.0
 _FINAL_RECORDS_WAIT_S: Final = 30.0
 _TRACE_SPENT_WAIT_S: Final = 3600.0
 
 
 class ForwardingWriter:
-    """A worker's record sink: batches of encoded records go to the master every second and when users stop."""
+    """A worker's record and exchange sink: batches of encoded records and sampled exchanges go to the master
+    every second and when users stop."""
 
     def __init__(self, runner: WorkerRunner) -> None:
         self.path = Path(f"<master of {record_file_name()}>")
         self._runner = runner
         self._lines: list[bytes] = []
+        self._exchanges: list[bytes] = []
         self.written = 0
         self._forwarder = gevent.spawn(self._forward_every_interval)
 
@@ -71,10 +78,15 @@ class ForwardingWriter:
         self._lines.append(encode_record(record))
         self.written += 1
 
+    def write_exchange(self, line: bytes) -> None:
+        self._exchanges.append(line)
+
     def _send(self, *, final: bool) -> None:
         lines, self._lines = self._lines, []
-        if lines or final:
-            self._runner.send_message(RECORDS_MESSAGE, {"lines": lines, "final": final})
+        exchanges, self._exchanges = self._exchanges, []
+        if lines or exchanges or final:
+            message = {"lines": lines, "exchanges": exchanges, "final": final}
+            self._runner.send_message(RECORDS_MESSAGE, message)
 
     def _forward_every_interval(self) -> None:
         while True:
@@ -98,19 +110,23 @@ def _close_collector(environment: Environment) -> None:
             "llamacert: only %d of %d workers sent their last records", len(_collector.finished_workers), expected
         )
     _collector.writer.close()
+    _collector.exchanges.close()
 
 
 class MasterCollector:
-    """The master's side: appends every worker's forwarded records to the master's own records file."""
+    """The master's side: appends every worker's forwarded records (and sampled exchanges) to the master's files."""
 
     def __init__(self, path: Path) -> None:
         self.writer = RecordWriter(path)
+        self.exchanges = ExchangeWriter(path.parent / exchange_file_name())
         self.finished_workers: set[str] = set()
         """Workers whose users have stopped and whose last records are in."""
 
     def receive(self, environment: Environment, msg: Message, **_: Any) -> None:
         for line in msg.data["lines"]:
             self.writer.write_line(line)
+        for line in msg.data.get("exchanges", ()):
+            self.exchanges.write_exchange(line)
         if msg.data["final"]:
             self.finished_workers.add(str(msg.node_id))
 
@@ -202,19 +218,25 @@ def _start(environment: Environment, **_: Any) -> None:
         return  # a master runs no users; its collector writes what the workers send
     settings = _settings(environment)
     writer: RecordSink
+    exchanges: ExchangeSink
     if isinstance(environment.runner, WorkerRunner):
         # one forwarder per worker process, reused when the master starts another test
         existing = LlamaUser.writer
         writer = existing if isinstance(existing, ForwardingWriter) else ForwardingWriter(environment.runner)
+        exchanges = writer
     else:
         writer = RecordWriter(settings.records_dir / record_file_name())
-    LlamaUser.configure(settings, settings.workload(), writer, settings.trace_replay())
+        exchanges = ExchangeWriter(settings.records_dir / exchange_file_name())
+    checked = exchanges if settings.check_fraction else None
+    LlamaUser.configure(settings, settings.workload(), writer, settings.trace_replay(), checked)
 
 
 _listen(events.test_start, _start)
 
 
 def _flush(environment: Environment, **_: Any) -> None:
+    if isinstance(LlamaUser.exchange_sink, ExchangeWriter):
+        LlamaUser.exchange_sink.flush()
     if LlamaUser.writer is not None:
         LlamaUser.writer.flush()
 
@@ -223,6 +245,8 @@ _listen(events.test_stop, _flush)
 
 
 def _close(environment: Environment, **_: Any) -> None:
+    if isinstance(LlamaUser.exchange_sink, ExchangeWriter):
+        LlamaUser.exchange_sink.close()
     if LlamaUser.writer is not None:
         LlamaUser.writer.close()
     if _collector is not None:
@@ -245,6 +269,12 @@ class RecordSink(Protocol):
     def close(self) -> None: ...
 
 
+class ExchangeSink(Protocol):
+    """Where a process's sampled exchanges go: a file (standalone) or the master (a worker's ForwardingWriter)."""
+
+    def write_exchange(self, line: bytes) -> None: ...
+
+
 def _header(headers: Headers | None, name: str) -> str | None:
     value = headers.get(name) if headers is not None else None
     return value[0] if isinstance(value, list) else value
@@ -261,6 +291,9 @@ class LlamaUser(FastHttpUser):
     settings: ClassVar[LoadSettings] = LoadSettings()
     workload: ClassVar[Workload | None] = None
     writer: ClassVar[RecordSink | None] = None
+    exchange_sink: ClassVar[ExchangeSink | None] = None
+    """Set when requests are checked (--check-fraction): sampled requests are recorded whole and sent here."""
+    sampler: ClassVar[ExchangeSampler | None] = None
     trace: ClassVar[TraceReplay | None] = None
     """Trace replay: the users of this process take the trace's entries in turn, each sent when it is due."""
     _trace_entries: ClassVar[Iterator[TraceEntry]] = iter(())
@@ -273,7 +306,12 @@ class LlamaUser(FastHttpUser):
 
     @classmethod
     def configure(
-        cls, settings: LoadSettings, workload: Workload, writer: RecordSink, trace: TraceReplay | None = None
+        cls,
+        settings: LoadSettings,
+        workload: Workload,
+        writer: RecordSink,
+        trace: TraceReplay | None = None,
+        exchanges: ExchangeSink | None = None,
     ) -> None:
         cls.trace = trace
         if trace is not None:
@@ -284,6 +322,10 @@ class LlamaUser(FastHttpUser):
             cls.writer.close()
         cls.settings, cls.workload = settings, workload
         cls.writer = cls.writer if cls.writer is not None and cls.writer.path == writer.path else writer
+        if isinstance(cls.exchange_sink, ExchangeWriter) and cls.exchange_sink is not exchanges:
+            cls.exchange_sink.close()
+        cls.exchange_sink = exchanges
+        cls.sampler = None if exchanges is None else ExchangeSampler(settings.check_fraction, settings.seed)
         # A stream may pause between tokens for long; the per-request timeout is the one that counts.
         cls.network_timeout = cls.connection_timeout = settings.request_timeout
 
@@ -406,6 +448,11 @@ class LlamaUser(FastHttpUser):
             # Wall-clock start plus a monotonic offset: comparable across processes, precise within a request.
             return t_send + (time.perf_counter() - t0)
 
+        # the workload's Llama fields (ignore_eos, stream_options) are extras on the Azure routes (D40)
+        headers = self._headers if kind.route_family == "llama" else {**self._headers, **AZURE_PASS_THROUGH}
+        recorder = None
+        if self.sampler is not None and self.sampler.take():
+            recorder = ExchangeRecorder(kind.route, planned.body, headers, t_send)
         timer = gevent.Timeout(self.settings.request_timeout)
         timer.start()
         try:
@@ -414,13 +461,12 @@ class LlamaUser(FastHttpUser):
                 kind.route,
                 name=planned.stats_name,
                 data=planned.body,  # type: ignore[arg-type]  # bytes are sent as they are
-                # the workload's Llama fields (ignore_eos, stream_options) are extras on the Azure routes (D40)
-                headers=self._headers if kind.route_family == "llama" else {**self._headers, **AZURE_PASS_THROUGH},
+                headers=headers,
                 stream=True,
                 catch_response=True,
             )
             with response:
-                answer = self._read(response, record, stamp, keep_answer=planned.keep_answer)
+                answer = self._read(response, record, stamp, recorder, keep_answer=planned.keep_answer)
         # _read reports every outcome it sees, timeouts included; our timer can still fire at another yield
         # point, and the test can stop, and then Locust has not been told about this request yet.
         except gevent.Timeout as error:
@@ -444,16 +490,19 @@ class LlamaUser(FastHttpUser):
         response: ResponseContextManager,
         record: RequestRecord,
         stamp: Callable[[], float],
+        recorder: ExchangeRecorder | None = None,
         *,
         keep_answer: bool = False,
     ) -> str | None:
-        """Read the answer into the record; its text when `keep_answer`."""
+        """Read the answer into the record (and the recorder of a sampled request); its text when `keep_answer`."""
         record.t_first_byte = stamp()
         answer: str | None = None
         record.status = status = response.status_code
         headers = response.headers
         length = 0
         error = getattr(response, "error", None)
+        if recorder is not None and status != 0:
+            recorder.answered(status, headers.items() if headers is not None else (), record.t_first_byte)
         record.limit_requests = parse_header_int(_header(headers, "x-ratelimit-limit-requests"))
         record.limit_tokens = parse_header_int(_header(headers, "x-ratelimit-limit-tokens"))
         if status == 429:
@@ -464,10 +513,12 @@ class LlamaUser(FastHttpUser):
                 timed_out = isinstance(error, gevent.Timeout | TimeoutError)
                 record.error = f"{TIMEOUT if timed_out else 'no response'}: {error!r}"
             elif 200 <= status < 300 and record.stream:
-                length, answer = self._read_stream(response, record, stamp, keep_answer)
+                length, answer = self._read_stream(response, record, stamp, recorder, keep_answer)
             else:
                 body = response.content or b""
                 length = len(body)
+                if recorder is not None:
+                    recorder.body_text = body.decode("utf-8", errors="replace")
                 outcome = parse_body(body)
                 if 200 <= status < 300:
                     record.prompt_tokens, record.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
@@ -480,7 +531,12 @@ class LlamaUser(FastHttpUser):
         except FAILURE_EXCEPTIONS as failure:
             timed_out = isinstance(failure, gevent.Timeout | TimeoutError)
             record.error = f"{TIMEOUT if timed_out else 'connection failed'} while reading: {failure!r}"
+            if recorder is not None:
+                recorder.transport_error = f"{type(failure).__name__}: {failure}"
         record.t_end = stamp()
+        # No answer, or one past the timeout, is a load figure (errors, hung), not an answer for the rules.
+        if recorder is not None and self.exchange_sink is not None and status != 0 and not record.hung:
+            self.exchange_sink.write_exchange(recorder.encode(record.t_end))
         # Locust timed only up to the headers (stream=True); report the whole request, as the record has it.
         response.request_meta["response_time"] = (record.t_end - record.t_send) * 1000
         response.request_meta["response_length"] = length
@@ -495,12 +551,18 @@ class LlamaUser(FastHttpUser):
 
     @staticmethod
     def _read_stream(
-        response: ResponseContextManager, record: RequestRecord, stamp: Callable[[], float], keep_answer: bool
+        response: ResponseContextManager,
+        record: RequestRecord,
+        stamp: Callable[[], float],
+        recorder: ExchangeRecorder | None,
+        keep_answer: bool,
     ) -> tuple[int, str | None]:
         content_type = _header(response.headers, "content-type") or ""
         if not content_type.startswith("text/event-stream"):
             body = response.content or b""
             record.error = f"stream requested, got {content_type or 'no content type'}"
+            if recorder is not None:
+                recorder.body_text = body.decode("utf-8", errors="replace")
             return len(body), None
         # FastResponse.iter_content(n) waits until n bytes have arrived (Locust's streaming caveat), which would
         # delay and batch token events; geventhttpclient's readline returns each line as soon as it is complete.
@@ -511,7 +573,10 @@ class LlamaUser(FastHttpUser):
         try:
             while line := raw.readline(b"\n"):
                 length += len(line)
-                reader.feed_line(line, stamp())
+                at = stamp()
+                reader.feed_line(line, at)
+                if recorder is not None:
+                    recorder.line(line, at)
             reader.finish(stamp())
         finally:
             # Keep what arrived even when the stream broke off: a hung request's record shows how far it got.

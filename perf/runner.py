@@ -21,7 +21,9 @@ from typing import IO, Any, Final, TypeVar
 
 import httpx
 
+from conformance.exchange import EXCHANGES_FILE
 from launch import free_loopback_port, project_environment
+from perf.checks import check_exchanges, combine_findings, merge_exchange_files
 from perf.metrics import (
     DEFAULT_BURST_SECONDS,
     RateLimitExpectation,
@@ -40,7 +42,8 @@ from perf.scrape import Scraper
 from perf.settings import API_KEY_ENV, Arrival, AuthHeader, LoadSettings
 from perf.workload import APPROXIMATE_LENGTHS, LengthRange, RequestKind
 from spec.load_regression import run_statistics
-from spec.load_summary import LatencyStats, LoadSummary, ServerMetrics, WorkloadInfo
+from spec.load_summary import CheckFinding, LatencyStats, LoadSummary, ServerMetrics, WorkloadInfo
+from spec.profiles import Profile
 
 __all__ = [
     "LOCUSTFILE",
@@ -118,10 +121,16 @@ class LoadRequest:
     trace_block_tokens: int | None = None
     stop_early: Callable[[Path], str | None] | None = None
     """Polled each second with the run's directory: a reason ends the run early (a capacity probe that saturated)."""
+    check_fraction: float = 0.0
+    """`--check`: the share of requests recorded whole and judged by the conformance rules after the run (0: none)."""
+    check_profile: Profile | None = None
+    """The deployment profile the checks judge for (None: every rule; with one, the rules it requires)."""
 
     def __post_init__(self) -> None:
         if self.runs < 1:
             raise PlanError("--runs must be at least 1")
+        if not 0 <= self.check_fraction <= 1:
+            raise PlanError("--check: the share of requests to check must be between 0 and 1")
         if self.workers < 0 or self.expect_workers < 0:
             raise PlanError("worker counts must not be negative")
         if self.warmup_s is not None and self.warmup_s < 0:
@@ -196,6 +205,7 @@ def plan_run(request: LoadRequest, limits: tuple[int | None, int | None] = (None
         else request.honour_retry_after,
         request_timeout=request.request_timeout_s,
         seed=request.seed,
+        check_fraction=request.check_fraction,
         prefix_tokens=_given(request.prefix_tokens, scenario.prefix_tokens),
         prefix_share=_given(request.prefix_share, scenario.prefix_share),
         prefix_count=_given(request.prefix_count, scenario.prefix_count),
@@ -419,6 +429,11 @@ class LoadResult:
     def objectives_missed(self) -> bool:
         return not self.summary.objectives_met
 
+    @property
+    def checks_failed(self) -> bool:
+        """A required conformance rule broke on a response sampled under load."""
+        return self.summary.checks_failed
+
 
 def subprocess_environment(api_key: str) -> dict[str, str]:
     """This process's environment for a Locust (or helper) subprocess: perf importable, the key in its variable."""
@@ -495,10 +510,12 @@ def summarize_records(
     warmup_s: float,
     rate_limit: RateLimitExpectation | None = None,
     server_metrics: ServerMetrics | None = None,
+    checks: Sequence[CheckFinding] | None = None,
+    checked_responses: int = 0,
     settings: LoadSettings | None = None,
 ) -> LoadSummary:
-    """The summary of a run's records: the measured window's metrics, objectives and goodput, and what the
-    workload was (from `settings`, when given)."""
+    """The summary of a run's records: the measured window's metrics, objectives and goodput, what the
+    workload was (from `settings`, when given), and the checks' findings, carried as given."""
     objectives = request.effective_objectives
     measured, measured_span = measured_window(records, window, warmup_s)
     return summarize(
@@ -512,6 +529,8 @@ def summarize_records(
         objectives=evaluate_objectives(measured, objectives),
         goodput=goodput(measured, objectives, measured_span.duration_s) if objectives else None,
         server_metrics=server_metrics,
+        checks=checks,
+        checked_responses=checked_responses,
         workload=None if settings is None else workload_info(settings, measured),
     )
 
@@ -562,7 +581,12 @@ def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | No
         _run_once(request, request.out_dir / f"run-{number}", profile_limits) for number in range(1, request.runs + 1)
     ]
     last = results[-1]
-    summary = last.summary.model_copy(update={"runs": run_statistics([result.summary for result in results])})
+    update: dict[str, Any] = {"runs": run_statistics([result.summary for result in results])}
+    if request.check_fraction:
+        # a rule broken in any run is broken: the checks of every run count, not only the last run's
+        update["checks"] = combine_findings([result.summary.checks or [] for result in results])
+        update["checked_responses"] = sum(result.summary.checked_responses for result in results)
+    summary = last.summary.model_copy(update=update)
     request.out_dir.mkdir(parents=True, exist_ok=True)
     _write_summary(request.out_dir / "load-summary.json", summary)
     returncode = next((result.locust_returncode for result in results if result.locust_returncode), 0)
@@ -609,6 +633,11 @@ def _run_once(request: LoadRequest, out_dir: Path, profile_limits: tuple[int | N
             scraper.stop()
     record_files = len(list(records_dir.glob(RECORD_FILE_PATTERN)))
     records = merge_record_files(records_dir, out_dir / "records.jsonl")
+    checks: list[CheckFinding] | None = None
+    checked = 0
+    if request.check_fraction:
+        exchanges = merge_exchange_files(records_dir, out_dir / EXCHANGES_FILE)
+        checks, checked = check_exchanges(exchanges, request.check_profile), len(exchanges)
     shutil.rmtree(records_dir, ignore_errors=True)
 
     window = RunWindow.of(records) if records else RunWindow(started, 0.0)
@@ -631,6 +660,8 @@ def _run_once(request: LoadRequest, out_dir: Path, profile_limits: tuple[int | N
         warmup_s=plan.warmup_s,
         rate_limit=expectation,
         server_metrics=None if scraper is None else scraper.result(measured_start),
+        checks=checks,
+        checked_responses=checked,
         settings=plan.settings,
     )
     _write_summary(out_dir / "load-summary.json", summary)
@@ -709,11 +740,37 @@ def format_summary(result: LoadResult) -> str:
         lines.append(f"server metrics: {server.scrapes} scrapes of {server.url}: {found}")
         if server.note:
             lines.append(f"  - {server.note}")
+    lines += _check_lines(summary)
     lines += [f"note: {note}" for note in result.notes]
     if result.locust_returncode != 0:
         lines.append(f"note: Locust exited with {result.locust_returncode}; see {result.out_dir / 'locust.log'}")
+    checked = f", {EXCHANGES_FILE} (the checked responses)" if summary.checks is not None else ""
     lines.append(
         f"files: {result.out_dir}/load-summary.json, records.jsonl (from {result.record_files} Locust processes), "
-        f"{CSV_PREFIX}_stats.csv, locust.log"
+        f"{CSV_PREFIX}_stats.csv, locust.log{checked}"
     )
     return "\n".join(lines)
+
+
+def _check_lines(summary: LoadSummary) -> list[str]:
+    """The checks under load: counts of rules by outcome, and each failed rule with its first failing example."""
+    if summary.checks is None:
+        return []
+    outcomes = [finding.outcome for finding in summary.checks]
+    lines = [
+        f"checks: {summary.checked_responses:,} sampled responses judged by {len(outcomes)} conformance rules: "
+        f"{outcomes.count('passed')} passed, {outcomes.count('failed')} failed, {outcomes.count('not run')} not run"
+    ]
+    for finding in summary.failed_checks:
+        judged = finding.passed + finding.failed
+        lines.append(
+            f"  FAILED {finding.rule_id} ({finding.severity}): {finding.failed:,} of {judged:,} sampled responses: "
+            f"{finding.title}"
+        )
+        if finding.first_failure is not None:
+            lines += [
+                f"    first: {finding.first_failure.message}",
+                f"    request: {finding.first_failure.request[:200]}",
+                f"    response: {finding.first_failure.response[:200]}",
+            ]
+    return lines

@@ -138,6 +138,14 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("--request-timeout", {"type": float, "default": 120.0, "help": "Seconds before a request counts as hung."}),
     Option("--seed", {"type": int, "default": 0, "help": "Seed of the prompt and mix draws (0: random)."}),
     Option(
+        "--check-fraction",
+        {
+            "type": float,
+            "default": 0.0,
+            "help": "Record this share of requests whole (0: none) for the conformance rules to judge after the run.",
+        },
+    ),
+    Option(
         "--steps",
         {"default": "", "help": "Stepped sweep (perf/shapes.py): users per step, comma-separated, e.g. 1,2,4,8."},
     ),
@@ -210,6 +218,8 @@ class LoadSettings:
     records_dir: Path = Path("perf-results/records")
     request_timeout: float = 120.0
     seed: int = 0
+    check_fraction: float = 0.0
+    """Share of requests recorded whole for `llamacert load --check` (0: none)."""
     steps: tuple[int, ...] = ()
     step_duration: float = 30.0
     prefix_tokens: int = 0
@@ -230,6 +240,8 @@ class LoadSettings:
             raise ValueError(f"--arrival {self.arrival} needs a positive --user-rate or --rate")
         if self.request_timeout <= 0:
             raise ValueError("--request-timeout must be positive")
+        if not 0 <= self.check_fraction <= 1:
+            raise ValueError("--check-fraction must be between 0 and 1")
         if self.prefix_tokens < 0:
             raise ValueError("--prefix-tokens must not be negative")
         if self.trace is not None:
@@ -270,6 +282,7 @@ class LoadSettings:
             records_dir=Path(_text(values.get("records_dir")) or "perf-results/records"),
             request_timeout=_number(values.get("request_timeout"), "request-timeout") or 120.0,
             seed=int(_number(values.get("seed"), "seed")),
+            check_fraction=_number(values.get("check_fraction"), "check-fraction"),
             steps=parse_steps(_text(values.get("steps"))),
             step_duration=_number(values.get("step_duration"), "step-duration") or 30.0,
             prefix_tokens=int(_number(values.get("prefix_tokens"), "prefix-tokens")),
@@ -330,6 +343,8 @@ class LoadSettings:
             arguments.append("--no-ignore-eos")
         if self.honour_retry_after:
             arguments.append("--honour-retry-after")
+        if self.check_fraction:
+            arguments.append(f"--check-fraction={self.check_fraction!r}")
         if self.steps:
             arguments.append(f"--steps={','.join(map(str, self.steps))}")
         if self.prefix_tokens:

@@ -1,4 +1,5 @@
-"""The fault barrier: a request id on every answer, and a bug of ours answered, not hung up on.
+"""The fault barrier: a request id on every answer, and a bug of ours answered, not hung up on; and the
+faults the server injects on request (`--fault-wrong-usage`), so the load test's checks can be proven to fire.
 
 Starlette's own last-resort handler re-raises after answering, so uvicorn logs a traceback and
 closes the keep-alive connection without saying so; clients sharing a connection pool then fail
@@ -19,10 +20,34 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reference_server.azure import error_response_for
 from reference_server.errors import ApiError
 
-__all__ = ["REQUEST_ID_HEADER", "FaultBarrier", "request_id_of"]
+__all__ = ["REQUEST_ID_HEADER", "FaultBarrier", "FractionFault", "request_id_of"]
 
 REQUEST_ID_HEADER = "x-request-id"
 logger = logging.getLogger("llamacert.server")
+
+
+class FractionFault:
+    """An injected fault that strikes a fixed fraction of the requests it is asked about, evenly spread.
+
+    Deterministic (the k-th request is hit when k * fraction crosses a whole number), so a test knows how many
+    answers are broken: 0.1 breaks the 10th, 20th, 30th ... answer.
+    """
+
+    def __init__(self, fraction: float) -> None:
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"a fault's fraction must be between 0 and 1, not {fraction}")
+        self.fraction = fraction
+        self._asked = 0
+        self.struck = 0
+
+    def strikes(self) -> bool:
+        """Whether this request gets the fault."""
+        self._asked += 1
+        due = int(self._asked * self.fraction + 1e-9)
+        if due > self.struck:
+            self.struck = due
+            return True
+        return False
 
 
 def request_id_of(request: Request) -> str:

@@ -37,7 +37,7 @@ from reference_server.disconnect import CLIENT_CLOSED_STATUS, ClientGone, unless
 from reference_server.drain import Drain
 from reference_server.edge import BodyLimits, read_json_object, refuse_costly_stops
 from reference_server.errors import ApiError, from_validation_error
-from reference_server.faults import request_id_of
+from reference_server.faults import FractionFault, request_id_of
 from reference_server.metrics import ServerMetrics
 from reference_server.moderation import ContentSafety, StreamModerator
 from reference_server.ratelimit import RateLimiter, Rejection, Ticket, rate_limit_headers
@@ -80,6 +80,19 @@ class AppState:
     drain: Drain = field(default_factory=Drain)
     openapi_json: bytes = field(default_factory=lambda: json.dumps(load_document()).encode())
     metrics: ServerMetrics | None = None
+    usage_fault: FractionFault | None = None
+    """`--fault-wrong-usage`: the answers whose usage is made wrong on purpose."""
+
+    def __post_init__(self) -> None:
+        if self.usage_fault is None and self.settings.fault_wrong_usage > 0:
+            self.usage_fault = FractionFault(self.settings.fault_wrong_usage)
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> Usage:
+        """The usage object of an answer (its total off by one where the usage fault strikes)."""
+        total = prompt_tokens + completion_tokens
+        if self.usage_fault is not None and self.usage_fault.strikes():
+            total += 1
+        return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=total)
 
     @property
     def body_limits(self) -> BodyLimits:
@@ -238,12 +251,6 @@ class ApiFamily(Protocol):
         logprobs: Logprobs | OpenAIChatLogprobs | None,
     ) -> BaseModel:
         """One choice's piece of a streamed chunk (`first`: the choice's first chunk)."""
-
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> Usage:
-    return Usage(
-        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
-    )
 
 
 class _AdmittedStream(StreamingResponse):
@@ -432,7 +439,7 @@ class GenerationEndpoint:
             raise
         self._settle(state, prepared, generation.generated_tokens)
         choices = [await self._moderate(state, choice) for choice in generation.choices]
-        usage = _usage(prepared.prompt_tokens, sum(len(choice.tokens) for choice in choices))
+        usage = state.usage(prepared.prompt_tokens, sum(len(choice.tokens) for choice in choices))
         body = self.family.response_model(
             **self._envelope(prepared),
             usage=usage,
@@ -477,7 +484,7 @@ class GenerationEndpoint:
                         if finish_reason.startswith("content_filter") and len(finished) == prepared.options.n:
                             break
             if prepared.params.include_usage_in_stream:
-                usage = _usage(prepared.prompt_tokens, completion_tokens)
+                usage = state.usage(prepared.prompt_tokens, completion_tokens)
                 usage_chunk = self.family.chunk_model(**self._envelope(prepared), choices=[], usage=usage)
                 yield encode_event(usage_chunk.model_dump_json())
         except (asyncio.CancelledError, GeneratorExit):

@@ -101,6 +101,13 @@ class ServerSettings(BaseSettings):
         description="On SIGTERM: new connections are refused and running requests get this long to finish; "
         "then streams end with an in-band shutting_down error and [DONE], other requests get 503.",
     )
+    fault_wrong_usage: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Fault injection (to prove `llamacert load --check`): this fraction of answered generations, "
+        "evenly spread, reports usage.total_tokens one more than prompt_tokens + completion_tokens.",
+    )
     simulated_first_token_s: float = Field(default=0.0, ge=0, description="simulated backend: time to first token.")
     simulated_token_s: float = Field(default=0.0, ge=0, description="simulated backend: time between tokens.")
     simulated_slots: int | None = Field(

@@ -406,11 +406,17 @@ def judge(profile: str, conformance: ConformanceSection | None, loads: Sequence[
             gaps.append(f"load scenario {load.scenario!r} sent no requests")
         for objective in load.missed_objectives:
             failures.append(f"load scenario {load.scenario!r} missed objective {objective.name}: {objective.text}")
-        for finding in load.checks or ():
-            failures.append(
-                f"load scenario {load.scenario!r}: {finding.count} sampled responses broke rule {finding.rule_id} "
-                f"under load: {finding.message}"
+        for finding in load.failed_checks:
+            message = finding.first_failure.message if finding.first_failure is not None else finding.title
+            broke = (
+                f"load scenario {load.scenario!r}: {finding.failed} of {finding.passed + finding.failed} sampled "
+                f"responses broke rule {finding.rule_id} under load: {message}"
             )
+            # an advisory rule is reported beside the verdict and never decides, as in the conformance suite
+            if finding.severity == "required":
+                failures.append(broke)
+            else:
+                passes.append(f"advisory (does not decide): {broke}")
         if load.rate_limit is None:
             continue
         limit = load.rate_limit

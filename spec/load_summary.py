@@ -19,7 +19,9 @@ __all__ = [
     "READABLE_LOAD_SUMMARY_VERSIONS",
     "CapacitySearch",
     "CapacityStep",
+    "CheckExample",
     "CheckFinding",
+    "CheckOutcome",
     "Goodput",
     "LatencySamples",
     "LatencyStats",
@@ -135,13 +137,31 @@ class ServerMetrics(_SummaryModel):
     note: str | None = None
 
 
+class CheckExample(_SummaryModel):
+    """The first sampled exchange that broke a rule: why, and what was sent and answered."""
+
+    message: str
+    request: str = Field(description="Method, path and body of the request (the key left out).")
+    response: str = Field(description="Status and an excerpt of the body or the stream's events.")
+
+
+CheckOutcome = Literal["passed", "failed", "not run"]
+
+
 class CheckFinding(_SummaryModel):
-    """A sampled response under load that broke a conformance rule."""
+    """One conformance rule over the responses sampled under load (`llamacert load --check`)."""
 
     rule_id: str
-    message: str
-    route: str
-    count: int = Field(ge=1, description="Sampled responses with this finding.")
+    title: str
+    severity: Literal["required", "advisory"]
+    outcome: CheckOutcome = Field(
+        description="failed: some sampled response broke it; passed: it judged some and none broke it; "
+        "not run: it judged none (never counted as passed)."
+    )
+    passed: int = Field(ge=0, description="Sampled responses it judged and found correct.")
+    failed: int = Field(ge=0, description="Sampled responses that broke it.")
+    reason: str | None = Field(default=None, description="Why it did not run (outcome 'not run' only).")
+    first_failure: CheckExample | None = None
 
 
 class CapacityStep(_SummaryModel):
@@ -237,8 +257,10 @@ class LoadSummary(_SummaryModel):
     objectives: list[ObjectiveResult] = Field(default_factory=list)
     goodput: Goodput | None = None
     server_metrics: ServerMetrics | None = None
-    checks: list[CheckFinding] | None = Field(default=None, description="None: responses were not checked.")
-    checked_responses: int = Field(default=0, ge=0)
+    checks: list[CheckFinding] | None = Field(
+        default=None, description="Every conformance rule over the sampled responses; None: responses were not checked."
+    )
+    checked_responses: int = Field(default=0, ge=0, description="Responses sampled and judged (--check).")
     capacity: CapacitySearch | None = None
     runs: RunStatistics | None = None
     workload: WorkloadInfo | None = None
@@ -256,3 +278,13 @@ class LoadSummary(_SummaryModel):
     @property
     def missed_objectives(self) -> list[ObjectiveResult]:
         return [objective for objective in self.objectives if not objective.met]
+
+    @property
+    def failed_checks(self) -> list[CheckFinding]:
+        """Rules some sampled response broke, required and advisory."""
+        return [finding for finding in self.checks or () if finding.outcome == "failed"]
+
+    @property
+    def checks_failed(self) -> bool:
+        """A required rule broke under load (an advisory one is reported, and does not fail the run)."""
+        return any(finding.severity == "required" for finding in self.failed_checks)

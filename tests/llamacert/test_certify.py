@@ -83,6 +83,11 @@ def test_certify_fails_a_broken_endpoint_with_exit_1(tmp_path: Path) -> None:
     assert run.returncode == 1, run.stdout[-3000:]
     assert "verdict for managed-compute: FAIL" in run.stdout
     assert "rule usage.total_is_sum failed" in run.stdout
+    # the throughput load test checked its answers too, and found the same defect under load
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert any(
+        "sampled responses broke rule usage.total_is_sum under load" in r for r in report["verdicts"][0]["reasons"]
+    )
     # the saved exchanges fail the same rule offline
     check = subprocess.run(
         [sys.executable, "-m", "llamacert.cli", "check", str(tmp_path / "exchanges.jsonl")],

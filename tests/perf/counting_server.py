@@ -1,6 +1,7 @@
 """The reference server (simulated backend) wrapped in an ASGI middleware that counts answers by status.
 
-`python -m tests.perf.counting_server --port P --api-key K [--rpm N] [--tpm N] [--first-token-s S]`;
+`python -m tests.perf.counting_server --port P --api-key K [--rpm N] [--tpm N] [--first-token-s S]
+[--fault-wrong-usage F]`;
 GET /_seen returns {"requests": n, "429": n, "200": n, ...}, so a test can compare what the load generator
 recorded with what the server saw; GET /_bodies returns every generation request's JSON body, in arrival order,
 so a test can read the prompts the server was sent.
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--tpm", type=int)
     parser.add_argument("--first-token-s", type=float, default=0.0)
     parser.add_argument("--token-s", type=float, default=0.0)
+    parser.add_argument("--fault-wrong-usage", type=float, default=0.0)
     args = parser.parse_args()
     settings = ServerSettings(
         backend="simulated",
@@ -82,6 +84,7 @@ def main() -> None:
         tokens_per_minute=args.tpm,
         simulated_first_token_s=args.first_token_s,
         simulated_token_s=args.token_s,
+        fault_wrong_usage=args.fault_wrong_usage,
     )
     uvicorn.run(CountingApp(build_app(settings)), host="127.0.0.1", port=args.port, log_level="warning")
 

@@ -19,6 +19,7 @@ import yaml
 
 from benchmarks.harness_capacity import main as harness_capacity_main
 from benchmarks.harness_capacity import measure, reference_simulated_endpoint
+from conformance.exchange import load_exchanges
 from launch import free_loopback_port
 from perf.baseline import compare, load_baseline, save_baseline
 from perf.cli import main
@@ -269,3 +270,63 @@ def test_a_master_with_two_workers_elsewhere_matches_one_process(
     assert merged["requests_per_s"] == pytest.approx(single["requests_per_s"], rel=0.05)
     requests, _ = locust_counts(tmp_path / "merged")
     assert len(records) == requests == merged["requests"]
+
+
+def _findings(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {finding["rule_id"]: finding for finding in summary["checks"]}
+
+
+def test_checked_under_load_an_honest_server_passes(tmp_path: Path, start_reference: ReferenceFactory) -> None:
+    server = start_reference()
+    status, summary, records = _load(tmp_path, server.url, "--scenario", "smoke", "--duration", "3s", "--check=1")
+    assert status == 0
+    # every answered request was recorded whole and judged, and saved for `llamacert check`
+    assert summary["checked_responses"] == len(records) == len(load_exchanges(tmp_path / "exchanges.jsonl")) > 20
+    findings = _findings(summary)
+    assert not [rule for rule, finding in findings.items() if finding["outcome"] == "failed"]
+    assert findings["usage.total_is_sum"]["passed"] == len(records)
+    assert findings["stream.done"]["passed"] == sum(record.stream for record in records) > 0
+    assert findings["relations.deterministic"]["outcome"] == "not run"
+
+
+def test_checked_under_load_a_server_that_breaks_usage_fails(
+    tmp_path: Path, start_reference: ReferenceFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = start_reference("--fault-wrong-usage", "0.25")
+    status, summary, records = _load(tmp_path, server.url, "--scenario", "smoke", "--duration", "3s", "--check=1")
+    assert status == 1
+    finding = _findings(summary)["usage.total_is_sum"]
+    # the fault breaks every fourth answer, and every answer was checked
+    assert finding["outcome"] == "failed" and abs(finding["failed"] - len(records) / 4) <= 2, finding
+    assert "total_tokens" in finding["first_failure"]["message"]
+    assert "rule usage.total_is_sum (required) broken by" in capsys.readouterr().err
+    # the other rules still pass: only the broken one fails
+    assert [rule for rule, other in _findings(summary).items() if other["outcome"] == "failed"] == [
+        "usage.total_is_sum"
+    ]
+
+
+def test_checked_under_load_with_a_master_and_two_workers(tmp_path: Path, start_reference: ReferenceFactory) -> None:
+    server = start_reference("--fault-wrong-usage", "0.5")
+    status, summary, records = _load(
+        tmp_path, server.url, "--scenario", "smoke", "--duration", "4s", "--users", "4", "--workers", "2", "--check=1"
+    )
+    assert status == 1
+    # both workers sent their sampled exchanges to the master with their records
+    assert summary["checked_responses"] == len(records) == server.seen()["requests"] > 20
+    finding = _findings(summary)["usage.total_is_sum"]
+    assert finding["outcome"] == "failed" and abs(finding["failed"] - len(records) / 2) <= 2, finding
+    assert not (tmp_path / ".records").exists()
+
+
+def test_harness_capacity_measures_scraping_and_checking_side_by_side(capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = ["--target", "simulated", "--seconds", "2", "--users", "4", "--overhead", "--check-fraction", "0.5"]
+    assert harness_capacity_main(arguments) == 0
+    *runs, last = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_name = {run["configuration"]: run for run in runs}
+    assert list(by_name) == ["plain", "scrape", "check", "scrape+check"] and len(runs) == 4
+    assert all(run["errors"] == 0 and run["requests"] > 0 for run in runs)
+    # checking recorded responses only where it was on, and scraping ran only where it was on
+    assert [run["checked_responses"] > 0 for run in runs] == [False, False, True, True]
+    assert [run["scrape_metrics"] for run in runs] == [False, True, False, True]
+    assert set(last["overhead"]) == set(by_name) and last["overhead"]["plain"]["cost_pct"] == 0.0

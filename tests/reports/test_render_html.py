@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 
@@ -147,6 +148,48 @@ def test_objectives_goodput_capacity_and_server_series_are_shown(build: ReportFa
     assert "Client-side and server-side series over time" in page and "Latency and throughput against offered" in page
     # a missed objective fails the verdict, and says which
     assert any("missed objective ttft_p95" in reason for reason in report.verdict.reasons)
+
+
+def _check(rule_id: str, outcome: str, passed: int = 0, failed: int = 0, **fields: Any) -> Json:
+    return {"rule_id": rule_id, "title": f"the {rule_id} rule", "severity": "required", "outcome": outcome,
+            "passed": passed, "failed": failed, "reason": None, "first_failure": None, **fields}  # fmt: skip
+
+
+def test_checks_under_load_are_shown_and_a_broken_rule_fails_the_verdict(
+    build: ReportFactory, conformance: Json, throughput: Json
+) -> None:
+    example = {
+        "message": "total_tokens 52 != prompt_tokens 35 + completion_tokens 16",
+        "request": 'POST /v1/chat/completions {"max_tokens": 16}',
+        "response": "HTTP 200: data: {<usage>}",
+    }
+    throughput["checked_responses"] = 128
+    throughput["checks"] = [
+        _check("usage.total_is_sum", "failed", 106, 22, first_failure=example),
+        _check("stream.done", "passed", 128),
+        _check("relations.deterministic", "not run", reason="needs a probe"),
+    ]
+    report = build(make_passing(conformance))
+    page = render_html(report)
+    assert "Responses checked under load" in page and "128 sampled responses" in page
+    assert "1 passed, 1 failed, 1 not run" in page
+    # the first failing exchange, escaped
+    assert "total_tokens 52 != prompt_tokens 35" in page and "data: {&lt;usage&gt;}" in page
+    assert "<code>relations.deterministic</code> (needs a probe)" in page
+    assert report.verdict.status == "FAIL"
+    assert any(
+        "22 of 128 sampled responses broke rule usage.total_is_sum under load" in reason
+        for reason in report.verdict.reasons
+    )
+
+
+def test_an_advisory_rule_broken_under_load_does_not_fail_the_verdict(
+    build: ReportFactory, conformance: Json, throughput: Json
+) -> None:
+    throughput["checks"] = [_check("errors.envelope", "failed", 3, 1, severity="advisory")]
+    report = build(make_passing(conformance))
+    assert report.verdict.status == "PASS"
+    assert any(reason.startswith("advisory (does not decide)") for reason in report.verdict.reasons)
 
 
 def test_a_multi_turn_workload_is_shown_turn_by_turn(build: ReportFactory, throughput: Json) -> None:
