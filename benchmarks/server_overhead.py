@@ -35,6 +35,7 @@ import httpx
 from launch import ReferenceServer
 from perf.cpu_usage import machine_busy_cpu_s, process_cpu_s
 from reference_server.backends.embedded import embedded_model_path
+from spec.sse import DONE, SseDecoder
 
 __all__ = ["DirectLlama", "OverheadRun", "ServedLlama", "SideTiming", "measure_overhead", "served_llama"]
 
@@ -124,9 +125,11 @@ class ServedLlama:
         first_token_s = 0.0
         started = time.perf_counter()
         streamed = {**body, "prompt": _prompt(run, "streamed"), "stream": True}
+        decoder = SseDecoder()
         with self.client.stream("POST", "/v1/completions", json=streamed) as stream:
-            for line in stream.iter_lines():
-                if not first_token_s and line.startswith("data: {"):
+            for piece in stream.iter_text():
+                events = decoder.feed(piece)
+                if not first_token_s and any(event.data != DONE for event in events):
                     first_token_s = time.perf_counter() - started
         return SideTiming(response.json()["usage"]["completion_tokens"], seconds, first_token_s)
 

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from spec.sse import DONE_EVENT, encode_event
+
 __all__ = ["ServerConfig", "main", "serve"]
 
 
@@ -86,7 +88,7 @@ def _events(chat: bool, tokens: int, per_event: int, usage: bool) -> tuple[bytes
                 "usage": {"prompt_tokens": 8, "completion_tokens": tokens, "total_tokens": 8 + tokens},
             }
         )
-    return (*(b"data: %s\n\n" % json.dumps(event).encode() for event in events), b"data: [DONE]\n\n")
+    return (*(encode_event(json.dumps(event)).encode() for event in events), DONE_EVENT.encode())
 
 
 def _chunk(data: bytes) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["DONE", "DONE_EVENT", "SseDecoder", "SseFraming", "SseMessage", "encode_event"]
+__all__ = ["DONE", "DONE_EVENT", "SseDecoder", "SseFraming", "SseMessage", "decode_all", "encode_event"]
 
 DONE = "[DONE]"
 
@@ -124,3 +124,9 @@ class SseDecoder:
         message = SseMessage("\n".join(self._data), self._event)
         self._data, self._event = [], None
         return message
+
+
+def decode_all(text: str) -> list[SseMessage]:
+    """Every event of a body read whole (a body still arriving is fed to an `SseDecoder` piece by piece)."""
+    decoder = SseDecoder()
+    return [*decoder.feed(text), *decoder.finish()]

@@ -10,8 +10,8 @@ rule: the same functions judge a live run, a load test's responses, and saved ex
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar
 
 from conformance.exchange import Exchange
 from conformance.rules.sources import resolve_source
@@ -54,6 +54,7 @@ class JudgeContext:
 
 ExchangeCheck = Callable[[Exchange, JudgeContext], None]
 ProbeCheck = Callable[[Mapping[str, Exchange], JudgeContext], None]
+CheckT = TypeVar("CheckT", ExchangeCheck, ProbeCheck)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,16 @@ def _register(rule: Rule) -> None:
     RULES[rule.rule_id] = rule
 
 
+def _registering(attach: Callable[[CheckT], Rule]) -> Callable[[CheckT], CheckT]:
+    """A decorator that registers the rule `attach` makes of the decorated check, and returns the check."""
+
+    def register(function: CheckT) -> CheckT:
+        _register(attach(function))
+        return function
+
+    return register
+
+
 def exchange_rule(
     rule_id: str,
     title: str,
@@ -122,23 +133,8 @@ def exchange_rule(
     any_request: bool = False,
 ) -> Callable[[ExchangeCheck], ExchangeCheck]:
     """Register a rule that judges each exchange on its own."""
-
-    def register(function: ExchangeCheck) -> ExchangeCheck:
-        _register(
-            Rule(
-                rule_id,
-                title,
-                tuple(sources),
-                severity,
-                frozenset(strictness),
-                conditional=conditional,
-                any_request=any_request,
-                exchange_check=function,
-            )
-        )
-        return function
-
-    return register
+    rule = Rule(rule_id, title, tuple(sources), severity, frozenset(strictness), None, conditional, any_request)
+    return _registering(lambda check: replace(rule, exchange_check=check))
 
 
 def probe_rule(
@@ -152,23 +148,8 @@ def probe_rule(
     conditional: bool = False,
 ) -> Callable[[ProbeCheck], ProbeCheck]:
     """Register a rule that judges the exchanges of one run of `probe`, by their roles."""
-
-    def register(function: ProbeCheck) -> ProbeCheck:
-        _register(
-            Rule(
-                rule_id,
-                title,
-                tuple(sources),
-                severity,
-                frozenset(strictness),
-                probe,
-                conditional=conditional,
-                probe_check=function,
-            )
-        )
-        return function
-
-    return register
+    rule = Rule(rule_id, title, tuple(sources), severity, frozenset(strictness), probe, conditional=conditional)
+    return _registering(lambda check: replace(rule, probe_check=check))
 
 
 @dataclass(frozen=True)

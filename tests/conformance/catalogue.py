@@ -24,6 +24,7 @@ from conformance.plugin import InProcessEndpoint
 from launch import free_loopback_port
 from reference_server.server import build_app
 from reference_server.settings import ServerSettings
+from spec.sse import decode_all, encode_event
 
 __all__ = ["KEY", "BackgroundServer", "Defect", "Liberty", "SuiteRun", "Variant", "run_suite", "serve"]
 
@@ -133,8 +134,8 @@ class LibertyMiddleware:
         }
         content_type = response_headers.get("content-type", "")
         if content_type.startswith("text/event-stream") and liberty.change_events:
-            events = [block.removeprefix("data: ") for block in body.decode().split("\n\n") if block]
-            body = "".join(f"data: {e}\n\n" for e in liberty.change_events(request, events)).encode()
+            events = [message.data for message in decode_all(body.decode())]
+            body = "".join(encode_event(e) for e in liberty.change_events(request, events)).encode()
         elif content_type.startswith("application/json") and liberty.change_json and status == 200 and generation:
             document = json.loads(body)
             liberty.change_json(path, request, document)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from conformance.rules import RULES
+from spec.sse import DONE, decode_all, encode_event
 from tests.conformance.catalogue import Defect, Json, Variant, run_suite
 
 
@@ -31,7 +32,7 @@ def _chunks(change: Any) -> Any:
     def apply(request: Json, events: list[str]) -> list[str]:
         out = []
         for position, data in enumerate(events):
-            if data == "[DONE]":
+            if data == DONE:
                 out.append(data)
                 continue
             chunk = json.loads(data)
@@ -180,8 +181,8 @@ def _keep_alive_pings(
     """`: ping` comments between events, as many proxies and servers send: legal SSE, fatal to azure-ai-inference."""
     if not headers.get("content-type", "").startswith("text/event-stream"):
         return status, body, headers
-    blocks = [block for block in body.decode().split("\n\n") if block]
-    return status, "".join(f": ping\n\n{block}\n\n" for block in blocks).encode(), headers
+    events = decode_all(body.decode())
+    return status, "".join(f": ping\n\n{encode_event(event.data)}" for event in events).encode(), headers
 
 
 def _extra_parameters_ignored(path: str, raw: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
@@ -497,7 +498,7 @@ DEFECTS: list[Defect] = [
         "no-done",
         rule="stream.done",
         tests="test_stream_basic",
-        change_events=lambda r, ev: [e for e in ev if e != "[DONE]"],
+        change_events=lambda r, ev: [e for e in ev if e != DONE],
     ),
     Defect(
         "changing-stream-id",
@@ -522,7 +523,7 @@ DEFECTS: list[Defect] = [
         "usage-chunk-dropped",
         rule="stream.usage_chunk",
         tests="test_stream_with_usage",
-        change_events=lambda r, ev: [e for e in ev if e == "[DONE]" or json.loads(e).get("choices")],
+        change_events=lambda r, ev: [e for e in ev if e == DONE or json.loads(e).get("choices")],
     ),
     Defect(
         "usage-as-strings",
@@ -598,9 +599,10 @@ def _reframe(
 ) -> tuple[int, bytes, dict[str, str]]:
     if not headers.get("content-type", "").startswith("text/event-stream"):
         return status, body, headers
-    blocks = [block for block in body.decode().split("\n\n") if block]
+    # decoded by the codec, written back by hand: these framings are the liberties under test
+    events = decode_all(body.decode())
     framed = ": keep-alive\r\n\r\n" + "".join(
-        f"event: message\r\nid: {n}\r\n{block}\r\n\r\n" for n, block in enumerate(blocks)
+        f"event: message\r\nid: {n}\r\ndata: {event.data}\r\n\r\n" for n, event in enumerate(events)
     )
     return status, framed.encode(), {**headers, "content-type": "text/event-stream; charset=utf-8"}
 

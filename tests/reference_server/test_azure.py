@@ -14,6 +14,7 @@ from reference_server.server import build_app
 from reference_server.settings import ServerSettings
 from spec.document import schema_validator
 from spec.models import AZURE_API_VERSIONS, AZURE_KNOWN_MEMBERS
+from spec.sse import DONE, decode_all
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -228,7 +229,7 @@ async def test_openai_chat_logprobs_form(client: httpx.AsyncClient, stream: bool
     response = await client.post("/v1/chat/completions", json=body, headers=AUTH)
     assert response.status_code == 200, response.text
     if stream:
-        chunks = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
+        chunks = [json.loads(event.data) for event in decode_all(response.text) if event.data != DONE]
         entries = [
             e for c in chunks for choice in c["choices"] for e in (choice["logprobs"] or {}).get("content") or []
         ]

@@ -18,6 +18,7 @@ import pytest
 from launch import ReferenceServer
 from reference_server.server import build_app
 from reference_server.settings import ServerSettings
+from spec.sse import DONE, SseDecoder, decode_all
 
 pytestmark = pytest.mark.slow
 DRAIN_S = 2.0
@@ -28,13 +29,14 @@ def _stream(server: ReferenceServer, max_tokens: int, first_event: threading.Eve
     body = {"prompt": "hello", "max_tokens": max_tokens, "ignore_eos": True, "stream": True}
     headers = {"Authorization": f"Bearer {server.api_key}"}
     events: list[Any] = []
+    decoder = SseDecoder()
     with httpx.stream("POST", f"{server.url}/v1/completions", json=body, headers=headers, timeout=60) as response:
         assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                data = line.removeprefix("data: ")
-                events.append(data if data == "[DONE]" else json.loads(data))
+        for piece in response.iter_text():
+            for message in decoder.feed(piece):
+                events.append(message.data if message.data == DONE else json.loads(message.data))
                 first_event.set()
+    assert decoder.finish() == []
     return events
 
 
@@ -123,8 +125,8 @@ async def test_a_stream_under_way_at_the_deadline_ends_with_an_error_and_done() 
         response = await client.post("/v1/completions", json=body, headers={"Authorization": "Bearer k"})
         await drainer
         assert time.monotonic() - started < 2
-        events = [block.removeprefix("data: ") for block in response.text.strip().split("\n\n")]
-        assert events[-1] == "[DONE]"
+        events = [message.data for message in decode_all(response.text)]
+        assert events[-1] == DONE
         assert json.loads(events[-2])["error"]["code"] == "shutting_down"
         assert len(events) > 5
         health = await client.get("/health")

@@ -16,6 +16,7 @@ from reference_server.backends.base import BackendInfo
 from reference_server.backends.simulated import create_simulated_backend
 from reference_server.server import build_app
 from reference_server.settings import ServerSettings
+from spec.sse import DONE_EVENT
 from tests.reference_server.threaded_server import KEY, ThreadedServer, serve_in_thread
 
 pytestmark = pytest.mark.slow
@@ -163,7 +164,7 @@ async def test_streams_beyond_capacity_get_503_before_any_200() -> None:
             assert refused.headers["retry-after"].isdigit()
             assert refused.json()["error"]["code"] == "overloaded"
         ok = next(r for r in responses if r.status_code == 200)
-        assert ok.text.endswith("data: [DONE]\n\n") and "overloaded" not in ok.text
+        assert ok.text.endswith(DONE_EVENT) and "overloaded" not in ok.text
         health = await client.get("/health")
         assert health.json()["in_flight"] == 0
 

@@ -20,6 +20,7 @@ from reference_server.server import build_app
 from reference_server.settings import ServerSettings
 from spec.document import schema_validator
 from spec.models import AZURE_API_VERSIONS
+from spec.sse import DONE, decode_all
 from tests.reference_server.inprocess import simulated_client
 
 KEY = "faults-key"
@@ -141,8 +142,8 @@ async def test_the_usage_fault_also_breaks_a_streams_usage_chunk() -> None:
     async for client in simulated_client(KEY, fault_wrong_usage=1.0):
         body = {"prompt": "hello", "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}}
         text = (await client.post("/v1/completions", json=body, headers=AUTH)).text
-    usage_line = next(line for line in text.splitlines() if '"usage":{' in line)
-    usage = json.loads(usage_line.removeprefix("data: "))["usage"]
+    chunks = [json.loads(event.data) for event in decode_all(text) if event.data != DONE]
+    usage = next(chunk["usage"] for chunk in chunks if chunk.get("usage"))
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] + 1
 
 

@@ -19,6 +19,7 @@ from reference_server.backends.base import Generation, SamplingOptions
 from reference_server.backends.simulated import create_simulated_backend
 from reference_server.faults import REQUEST_ID_HEADER
 from reference_server.settings import ServerSettings
+from spec.sse import DONE_EVENT
 from tests.reference_server.inprocess import simulated_client
 from tests.reference_server.threaded_server import serve_in_thread
 
@@ -237,7 +238,7 @@ def test_a_genuine_fault_answers_the_envelope_on_a_connection_that_stays_usable(
             assert failed.headers[REQUEST_ID_HEADER] in error["message"]
             assert failed.headers.get("connection") != "close"
             streamed = http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 2, "stream": True})
-            assert streamed.status_code == 200 and streamed.text.endswith("data: [DONE]\n\n")
+            assert streamed.status_code == 200 and streamed.text.endswith(DONE_EVENT)
         # the same pooled connection served all 40 requests
         assert server.open_connections() == 1
     faults = [r for r in caplog.records if r.name == "llamacert.server" and r.levelno >= logging.WARNING]

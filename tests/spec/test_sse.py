@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spec.sse import DONE, DONE_EVENT, SseDecoder, encode_event
+from spec.sse import DONE, DONE_EVENT, SseDecoder, decode_all, encode_event
 
 
 def _decode(*pieces: str) -> tuple[list[str], SseDecoder]:
@@ -23,6 +23,11 @@ def test_encoded_events_decode_to_their_data() -> None:
     assert data == ['{"a": 1}', '{"b": "x y"}', DONE]
     assert decoder.framing.line_endings == {"\n"}
     assert not decoder.framing.unterminated_event
+
+
+def test_a_whole_body_decodes_at_once_as_piece_by_piece() -> None:
+    body = encode_event('{"a": 1}') + ": ping\n\n" + encode_event("two") + "data: unterminated"
+    assert [message.data for message in decode_all(body)] == _decode(*body)[0] == ['{"a": 1}', "two", "unterminated"]
 
 
 @given(st.lists(st.integers(min_value=0, max_value=200), max_size=12))

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from launch import ReferenceServer
+from spec.sse import SseDecoder
 from tests.stress.figures import idle_cpu_percent, record, scaled
 
 pytestmark = pytest.mark.stress
@@ -29,11 +30,11 @@ async def _abandon(client: httpx.AsyncClient, server: ReferenceServer, events: i
         if response.status_code != 200:
             return response.status_code
         seen = 0
-        async for line in response.aiter_lines():
-            if line.startswith("data: "):
-                seen += 1
-                if seen >= events:
-                    break
+        decoder = SseDecoder()
+        async for piece in response.aiter_text():
+            seen += len(decoder.feed(piece))
+            if seen >= events:
+                break
     return 200
 
 
@@ -65,8 +66,9 @@ def _first_token_s(server: ReferenceServer) -> float:
     started = time.monotonic()
     with httpx.stream("POST", f"{server.url}/v1/completions", json=body, headers=headers, timeout=60) as response:
         assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.startswith("data: "):
+        decoder = SseDecoder()
+        for piece in response.iter_text():
+            if decoder.feed(piece):
                 return time.monotonic() - started
     raise AssertionError("the stream carried no event")
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from launch import ReferenceServer
+from spec.sse import DONE, SseDecoder
 from tests.stress.figures import idle_cpu_percent, record, scaled
 
 pytestmark = pytest.mark.stress
@@ -24,13 +25,14 @@ async def _stream(
     body = {"prompt": "hello", "max_tokens": max_tokens, "ignore_eos": True, "stream": True}
     headers = {"Authorization": f"Bearer {server.api_key}"}
     events: list[Any] = []
+    decoder = SseDecoder()
     async with client.stream("POST", f"{server.url}/v1/completions", json=body, headers=headers) as response:
         assert response.status_code == 200
-        async for line in response.aiter_lines():
-            if line.startswith("data: "):
-                data = line.removeprefix("data: ")
-                events.append(data if data == "[DONE]" else json.loads(data))
+        async for piece in response.aiter_text():
+            for message in decoder.feed(piece):
+                events.append(message.data if message.data == DONE else json.loads(message.data))
                 first.set()
+    assert decoder.finish() == []
     return events
 
 
