@@ -41,6 +41,7 @@ def test_settings_survive_a_round_trip_through_options() -> None:
         records_dir=Path("/tmp/records"),
         request_timeout=30.0,
         seed=7,
+        check_fraction=0.25,
         steps=(1, 2, 4),
         step_duration=12.5,
     )
@@ -90,6 +91,8 @@ def test_web_ui_strings_are_parsed() -> None:
         (["--user-rate=x"], "not a number"),
         (["--mix=chat+slow"], "stream"),
         (["--steps=1,x"], "--steps"),
+        (["--check-fraction=1.5"], "--check-fraction must be between 0 and 1"),
+        (["--check-fraction=-0.5"], "--check-fraction must not be negative"),
         (["--prefix-tokens=-4"], "--prefix-tokens must not be negative"),
         (["--trace=t.jsonl", "--turns=3"], "--trace sets prompts, lengths and arrival times itself: drop --turns"),
         (["--trace=t.jsonl", "--prefix-tokens=8"], "drop --prefix-tokens"),
