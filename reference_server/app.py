@@ -30,8 +30,9 @@ from reference_server.moderation import ContentSafety
 from reference_server.ratelimit import RateLimiter, rate_limit_headers
 from reference_server.serving import ApiFamily, AppState, GenerationEndpoint, app_state, authenticate
 from reference_server.settings import ServerSettings
+from reference_server.tokenize import tokenize_route
 from spec.models import ModelInfo, ModelList, ModelListEntry
-from spec.routes import GENERATION_ROUTES, Api, info_path
+from spec.routes import GENERATION_ROUTES, Api, info_path, tokenize_path
 
 __all__ = ["create_app"]
 
@@ -120,6 +121,7 @@ def create_app(
         *(Route(route.path, endpoints[route.api].handle, methods=["POST"]) for route in GENERATION_ROUTES),
         Route(info_path(), _info, methods=["GET"]),
         Route("/v1/models", _models, methods=["GET"]),
+        Route(tokenize_path(), tokenize_route, methods=["POST"]),
         Route("/openapi.json", _openapi, methods=["GET"]),
         Route("/swagger.json", _openapi, methods=["GET"]),
         Route("/health", _health, methods=["GET"]),

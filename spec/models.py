@@ -55,6 +55,8 @@ __all__ = [
     "ResponseFormat",
     "StreamOptions",
     "TextContentPart",
+    "TokenizeRequest",
+    "TokenizeResponse",
     "Usage",
     "azure_extra_members",
     "model_type_api",
@@ -344,6 +346,38 @@ class ChatCompletionRequest(GenerationParameters):
         return self.logprobs is True
 
 
+class TokenizeRequest(RequestModel):
+    """Body of POST /tokenize (an extension, D58): llama.cpp's `content` or vLLM's `prompt` or `messages`."""
+
+    content: str | None = None
+    prompt: str | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=512)] | None = None
+    add_special: bool | None = None
+    add_special_tokens: bool | None = None
+    model: str | None = None
+
+    @model_validator(mode="after")
+    def _one_text(self) -> TokenizeRequest:
+        given = [name for name in ("content", "prompt", "messages") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise InvalidParameter(
+                given[1] if len(given) > 1 else "content",
+                "send exactly one of 'content' (llama.cpp's form), 'prompt' or 'messages' (vLLM's forms)",
+            )
+        if None not in (self.add_special, self.add_special_tokens) and self.add_special != self.add_special_tokens:
+            raise InvalidParameter("add_special_tokens", "add_special and add_special_tokens disagree")
+        return self
+
+    @property
+    def with_special_tokens(self) -> bool:
+        """Whether the start token(s) are counted: as asked, else each form's own default (D58)."""
+        asked = self.add_special if self.add_special is not None else self.add_special_tokens
+        if asked is not None:
+            return asked
+        # llama.cpp's server leaves them out unless asked; vLLM (and the generation routes' usage) counts them
+        return self.content is None
+
+
 # --- responses ----------------------------------------------------------------------------
 
 
@@ -488,6 +522,14 @@ class ModelList(ResponseModel):
 
     object: Literal["list"] = "list"
     data: list[ModelListEntry]
+
+
+class TokenizeResponse(ResponseModel):
+    """POST /tokenize: the ids (llama.cpp's and vLLM's `tokens`), their count and the context length (vLLM's)."""
+
+    tokens: list[TokenId]
+    count: int = Field(ge=0)
+    max_model_len: int = Field(ge=1)
 
 
 class ErrorBody(ResponseModel):

@@ -11,7 +11,15 @@ from typing import Literal
 
 from spec.document import load_document
 
-__all__ = ["GENERATION_ROUTES", "Api", "GenerationRoute", "RouteFamily", "generation_route", "info_path"]
+__all__ = [
+    "GENERATION_ROUTES",
+    "Api",
+    "GenerationRoute",
+    "RouteFamily",
+    "generation_route",
+    "info_path",
+    "tokenize_path",
+]
 
 Api = Literal["completion", "chat"]
 RouteFamily = Literal["llama", "azure"]
@@ -39,8 +47,8 @@ def _generation_routes() -> tuple[GenerationRoute, ...]:
     routes = []
     for path, operations in load_document()["paths"].items():
         operation = operations.get("post")
-        if not isinstance(operation, dict):
-            continue
+        if not isinstance(operation, dict) or operation["requestBody"]["$ref"] not in _API_OF_REQUEST_BODY:
+            continue  # an extension that does not generate (POST /tokenize)
         api = _API_OF_REQUEST_BODY[operation["requestBody"]["$ref"]]
         family: RouteFamily = "llama" if path.startswith(_LLAMA_PREFIX) else "azure"
         routes.append(GenerationRoute(path, api, family, operation["operationId"]))
@@ -65,6 +73,18 @@ def info_path() -> str:
         path
         for path, operations in load_document()["paths"].items()
         if isinstance(operations.get("get"), dict) and operations["get"]["operationId"] == "getModelInfo"
+    ]
+    (path,) = paths
+    return path
+
+
+@functools.cache
+def tokenize_path() -> str:
+    """The tokenize route (POST, an extension: D58)."""
+    paths: list[str] = [
+        path
+        for path, operations in load_document()["paths"].items()
+        if isinstance(operations.get("post"), dict) and operations["post"]["operationId"] == "tokenize"
     ]
     (path,) = paths
     return path

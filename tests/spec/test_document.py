@@ -13,7 +13,15 @@ from openapi_spec_validator import validate
 from spec.document import DOCUMENT_PATH, Strictness, load_document, schema_validator
 
 DECISIONS = (Path(__file__).parents[2] / "spec" / "DECISIONS.md").read_text(encoding="utf-8")
-ROUTES = ["/v1/completions", "/v1/chat/completions", "/completions", "/chat/completions", "/info", "/v1/models"]
+ROUTES = [
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/completions",
+    "/chat/completions",
+    "/info",
+    "/v1/models",
+    "/tokenize",
+]
 
 
 def _schema_nodes(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

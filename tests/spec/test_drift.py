@@ -24,6 +24,7 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
     "ImageUrl": models.ImageUrl,
     "StreamOptions": models.StreamOptions,
     "ResponseFormat": models.ResponseFormat,
+    "TokenizeRequest": models.TokenizeRequest,
 }
 RESPONSE_MODELS: dict[str, type[BaseModel]] = {
     "Usage": models.Usage,
@@ -46,6 +47,7 @@ RESPONSE_MODELS: dict[str, type[BaseModel]] = {
     "OpenAITopLogprob": models.OpenAITopLogprob,
     "ModelList": models.ModelList,
     "ModelListEntry": models.ModelListEntry,
+    "TokenizeResponse": models.TokenizeResponse,
 }
 # Optional in the spec, `None` in the model, and left out of the JSON by the model's serializer.
 OMITTED_WHEN_NONE = {("ChatDelta", "role"), ("ErrorBody", "target"), ("ErrorBody", "innererror")}
