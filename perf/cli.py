@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         help="Do not scrape the endpoint's /metrics.",
     )
     metrics.add_argument("--scrape-interval", type=float, default=1.0, help="Seconds between scrapes (default 1).")
+    parser.add_argument(
+        "--no-exact-prompts",
+        dest="exact_prompts",
+        action="store_false",
+        help="Do not probe the endpoint's /tokenize: synthetic prompt lengths stay approximate (N words).",
+    )
     limits = parser.add_argument_group("rate limits (rate-limit scenarios)")
     limits.add_argument("--rpm", type=int, help="The endpoint's requests/min limit.")
     limits.add_argument("--tpm", type=int, help="The endpoint's tokens/min limit.")
@@ -251,6 +257,7 @@ def main(argv: list[str]) -> int:
             objectives=args.slo,
             runs=args.runs,
             scrape_metrics=args.scrape_metrics,
+            exact_prompts=args.exact_prompts,
             scrape_interval_s=args.scrape_interval,
             expect_workers=args.expect_workers if args.master else 0,
             master_bind_host=args.master_bind_host,

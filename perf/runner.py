@@ -40,7 +40,8 @@ from perf.responses import parse_header_int
 from perf.scenarios import Scenario
 from perf.scrape import Scraper
 from perf.settings import API_KEY_ENV, Arrival, AuthHeader, LoadSettings
-from perf.workload import APPROXIMATE_LENGTHS, LengthRange, RequestKind
+from perf.tokenize import PromptCalibration, calibrate_prompt_words, probe_tokenizer
+from perf.workload import APPROXIMATE_LENGTHS, PROMPT_WORDS, LengthRange, RequestKind
 from spec.load_regression import run_statistics
 from spec.load_summary import CheckFinding, LatencyStats, LoadSummary, ServerMetrics, WorkloadInfo
 from spec.profiles import Profile
@@ -52,10 +53,12 @@ __all__ = [
     "LoadResult",
     "PlanError",
     "RunPlan",
+    "calibrate_prompts",
     "format_summary",
     "locust_commands",
     "plan_run",
     "probe_limits",
+    "prompt_lengths",
     "run_load",
     "run_worker",
     "subprocess_environment",
@@ -125,6 +128,8 @@ class LoadRequest:
     """`--check`: the share of requests recorded whole and judged by the conformance rules after the run (0: none)."""
     check_profile: Profile | None = None
     """The deployment profile the checks judge for (None: every rule; with one, the rules it requires)."""
+    exact_prompts: bool = True
+    """Probe the endpoint's /tokenize before the run and, where it answers, make prompt lengths exact."""
 
     def __post_init__(self) -> None:
         if self.runs < 1:
@@ -374,6 +379,33 @@ def _auth_headers(api_key: str, auth_header: AuthHeader) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if auth_header == "bearer" else {"api-key": api_key}
 
 
+def calibrate_prompts(endpoint: str, api_key: str, auth_header: AuthHeader = "bearer") -> PromptCalibration:
+    """Probe the endpoint's /tokenize once and calibrate the prompt words on it (perf/tokenize.py); a few calls,
+    all before the run, so Locust's users never tokenize."""
+    headers = _auth_headers(api_key, auth_header)
+    with httpx.Client(base_url=endpoint.rstrip("/"), headers=headers, timeout=30) as client:
+        tokenizer, reason = probe_tokenizer(client)
+        if tokenizer is None:
+            return PromptCalibration(None, reason=reason)
+        try:
+            return calibrate_prompt_words(tokenizer, PROMPT_WORDS)
+        except (httpx.HTTPError, ValueError) as error:
+            return PromptCalibration(None, reason=f"the tokenize route failed during calibration: {error}")
+
+
+def prompt_lengths(calibration: PromptCalibration | None) -> str:
+    """How prompt lengths were made, as the summary says it."""
+    if calibration is None:
+        return APPROXIMATE_LENGTHS
+    if calibration.words is None:
+        return f"approximate: prompts are common English words, about one token each ({calibration.reason})"
+    start = f"{calibration.start_tokens} start token" + ("" if calibration.start_tokens == 1 else "s")
+    return (
+        "exact (the endpoint's /tokenize): a prompt, shared prefix or trace block of N tokens is N tokens of text; "
+        f"usage.prompt_tokens adds the model's {start} on completions, and the chat template's tokens on chat"
+    )
+
+
 def probe_limits(
     endpoint: str, api_key: str, auth_header: AuthHeader = "bearer", kind: RequestKind | None = None
 ) -> tuple[int | None, int | None]:
@@ -513,6 +545,7 @@ def summarize_records(
     checks: Sequence[CheckFinding] | None = None,
     checked_responses: int = 0,
     settings: LoadSettings | None = None,
+    lengths: str = APPROXIMATE_LENGTHS,
 ) -> LoadSummary:
     """The summary of a run's records: the measured window's metrics, objectives and goodput, what the
     workload was (from `settings`, when given), and the checks' findings, carried as given."""
@@ -531,17 +564,19 @@ def summarize_records(
         server_metrics=server_metrics,
         checks=checks,
         checked_responses=checked_responses,
-        workload=None if settings is None else workload_info(settings, measured),
+        workload=None if settings is None else workload_info(settings, measured, lengths),
     )
 
 
-def workload_info(settings: LoadSettings, records: Sequence[RequestRecord]) -> WorkloadInfo:
-    """The summary's account of what was sent; prompt lengths are words standing for tokens (APPROXIMATE_LENGTHS)."""
+def workload_info(
+    settings: LoadSettings, records: Sequence[RequestRecord], lengths: str = APPROXIMATE_LENGTHS
+) -> WorkloadInfo:
+    """The summary's account of what was sent; `lengths` says how prompt lengths were made (`prompt_lengths`)."""
     if settings.trace is not None:
         scale = f", gaps x{settings.trace_time_scale:g}" if settings.trace_time_scale != 1 else ""
         return WorkloadInfo(
             kind="trace",
-            prompt_lengths=APPROXIMATE_LENGTHS,
+            prompt_lengths=lengths,
             description=f"replay of {settings.trace.name}{scale}, {settings.trace_block_tokens}-token blocks",
             late_requests=late_requests(records),
         )
@@ -552,19 +587,19 @@ def workload_info(settings: LoadSettings, records: Sequence[RequestRecord]) -> W
         think = f", {settings.think_time:g} s think time" if settings.think_time else ""
         return WorkloadInfo(
             kind="multi-turn",
-            prompt_lengths=APPROXIMATE_LENGTHS,
+            prompt_lengths=lengths,
             description=f"conversations of {settings.turns} turns{think}; each turn adds {prompts} to the history",
         )
     if settings.prefix_tokens:
         prefix = settings.workload().prefix
         return WorkloadInfo(
             kind="shared-prefix",
-            prompt_lengths=APPROXIMATE_LENGTHS,
+            prompt_lengths=lengths,
             description=f"shared prefix of {prefix}; then {prompts}",
         )
     if settings.prompt_file is not None:
         return WorkloadInfo(kind="prompt-file", prompt_lengths="as in the file", description=prompts)
-    return WorkloadInfo(kind="synthetic", prompt_lengths=APPROXIMATE_LENGTHS, description=prompts)
+    return WorkloadInfo(kind="synthetic", prompt_lengths=lengths, description=prompts)
 
 
 def _write_summary(path: Path, summary: LoadSummary) -> None:
@@ -575,10 +610,14 @@ def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | No
     """Run the scenario (`request.runs` times) and write load-summary.json, records.jsonl, Locust's CSVs and
     locust.log to out_dir; repeated runs each get their own run-N directory, and the summary in out_dir is the
     last run's with every gate metric's median and range over the runs."""
+    calibration = None
+    if request.exact_prompts and request.scenario.prompt_file is None:
+        calibration = calibrate_prompts(request.endpoint, request.api_key, request.auth_header)
     if request.runs == 1:
-        return _run_once(request, request.out_dir, profile_limits)
+        return _run_once(request, request.out_dir, profile_limits, calibration)
     results = [
-        _run_once(request, request.out_dir / f"run-{number}", profile_limits) for number in range(1, request.runs + 1)
+        _run_once(request, request.out_dir / f"run-{number}", profile_limits, calibration)
+        for number in range(1, request.runs + 1)
     ]
     last = results[-1]
     update: dict[str, Any] = {"runs": run_statistics([result.summary for result in results])}
@@ -593,13 +632,20 @@ def run_load(request: LoadRequest, *, profile_limits: tuple[int | None, int | No
     return LoadResult(summary, last.notes, last.records, request.out_dir, returncode, last.record_files)
 
 
-def _run_once(request: LoadRequest, out_dir: Path, profile_limits: tuple[int | None, int | None]) -> LoadResult:
+def _run_once(
+    request: LoadRequest,
+    out_dir: Path,
+    profile_limits: tuple[int | None, int | None],
+    calibration: PromptCalibration | None = None,
+) -> LoadResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     limits = (request.limit_rpm or profile_limits[0], request.limit_tpm or profile_limits[1])
     if request.scenario.rate_limit is not None and limits == (None, None):
         kind = (request.mix or request.scenario.mix)[0]
         limits = probe_limits(request.endpoint, request.api_key, request.auth_header, kind)
     plan = plan_run(request, limits)
+    if calibration is not None and calibration.words is not None:
+        plan = replace(plan, settings=replace(plan.settings, prompt_words=calibration.words))
     records_dir = out_dir / ".records"
     shutil.rmtree(records_dir, ignore_errors=True)
     # remote workers connect to the port the user gave; local ones to any free port
@@ -663,6 +709,7 @@ def _run_once(request: LoadRequest, out_dir: Path, profile_limits: tuple[int | N
         checks=checks,
         checked_responses=checked,
         settings=plan.settings,
+        lengths=prompt_lengths(calibration),
     )
     _write_summary(out_dir / "load-summary.json", summary)
     return LoadResult(summary, summary_notes(records), records, out_dir, returncode, record_files, stopped)
@@ -718,6 +765,8 @@ def format_summary(result: LoadResult) -> str:
         )
     if workload is not None and workload.prompt_lengths.startswith("approximate"):
         lines.append(f"note: prompt lengths are {workload.prompt_lengths}; token counts are the endpoint's usage")
+    elif workload is not None and workload.prompt_lengths.startswith("exact"):
+        lines.append(f"prompt lengths {workload.prompt_lengths}")
     for objective in summary.objectives:
         lines.append(f"objective {objective.name}: {'met' if objective.met else 'MISSED'}: {objective.text}")
     limit = summary.rate_limit

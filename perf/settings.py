@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
 from perf.trace import MOONCAKE_BLOCK_TOKENS, TraceReplay, load_trace
-from perf.workload import LengthRange, RequestKind, SharedPrefix, Workload, format_mix, load_prompts, parse_mix
+from perf.workload import (
+    PROMPT_WORDS,
+    LengthRange,
+    RequestKind,
+    SharedPrefix,
+    Workload,
+    format_mix,
+    load_prompts,
+    parse_mix,
+)
 
 __all__ = [
     "API_KEY_ENV",
@@ -103,6 +112,14 @@ OPTIONS: Final[tuple[Option, ...]] = (
             "type": int,
             "default": MOONCAKE_BLOCK_TOKENS,
             "help": f"Trace replay: tokens per hash_ids block (default {MOONCAKE_BLOCK_TOKENS}, Mooncake's).",
+        },
+    ),
+    Option(
+        "--prompt-words",
+        {
+            "default": "",
+            "help": "Comma-separated words synthetic prompts are made of (set by llamacert load: the words the "
+            "endpoint's /tokenize counts as one token each; empty: the built-in list).",
         },
     ),
     Option(
@@ -230,8 +247,12 @@ class LoadSettings:
     trace: Path | None = None
     trace_time_scale: float = 1.0
     trace_block_tokens: int = MOONCAKE_BLOCK_TOKENS
+    prompt_words: tuple[str, ...] = PROMPT_WORDS
+    """Synthetic prompts' words: the runner's calibrated one-token words when the endpoint tokenizes."""
 
     def __post_init__(self) -> None:
+        if not self.prompt_words or any(not word or " " in word or "," in word for word in self.prompt_words):
+            raise ValueError("--prompt-words must be a comma-separated list of words without spaces")
         if self.arrival not in get_args(Arrival):
             raise ValueError(f"--arrival must be one of {', '.join(get_args(Arrival))}")
         if self.auth_header not in get_args(AuthHeader):
@@ -295,12 +316,15 @@ class LoadSettings:
             trace_block_tokens=int(
                 _number_or(values.get("trace_block_tokens"), "trace-block-tokens", MOONCAKE_BLOCK_TOKENS)
             ),
+            prompt_words=tuple(_text(values.get("prompt_words")).split(","))
+            if values.get("prompt_words")
+            else PROMPT_WORDS,
         )
 
     def workload(self) -> Workload:
         prompts = tuple(load_prompts(self.prompt_file)) if self.prompt_file else ()
         prefix = (
-            SharedPrefix(self.prefix_tokens, self.prefix_share, self.prefix_count, self.seed)
+            SharedPrefix(self.prefix_tokens, self.prefix_share, self.prefix_count, self.seed, self.prompt_words)
             if self.prefix_tokens
             else None
         )
@@ -313,6 +337,7 @@ class LoadSettings:
             prefix=prefix,
             turns=self.turns,
             think_time_s=self.think_time,
+            words=self.prompt_words,
         )
 
     def trace_replay(self) -> TraceReplay | None:
@@ -320,7 +345,12 @@ class LoadSettings:
         if self.trace is None:
             return None
         return TraceReplay(
-            load_trace(self.trace), self.trace_time_scale, self.trace_block_tokens, self.seed, self.ignore_eos
+            load_trace(self.trace),
+            self.trace_time_scale,
+            self.trace_block_tokens,
+            self.seed,
+            self.ignore_eos,
+            self.prompt_words,
         )
 
     def locust_arguments(self) -> list[str]:
@@ -339,6 +369,8 @@ class LoadSettings:
         ]
         if self.prompt_file is not None:
             arguments.append(f"--prompt-file={self.prompt_file}")
+        if self.prompt_words != PROMPT_WORDS:
+            arguments.append(f"--prompt-words={','.join(self.prompt_words)}")
         if not self.ignore_eos:
             arguments.append("--no-ignore-eos")
         if self.honour_retry_after:

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-from perf.workload import PlannedRequest, RequestKind, request_body, seeded_words, synthetic_prompt
+from perf.workload import PROMPT_WORDS, PlannedRequest, RequestKind, request_body, seeded_words, synthetic_prompt
 
 __all__ = ["MOONCAKE_BLOCK_TOKENS", "TraceEntry", "TraceError", "TraceReplay", "load_trace"]
 
@@ -27,9 +27,9 @@ MOONCAKE_BLOCK_TOKENS: Final = 512
 
 
 @lru_cache(maxsize=4096)
-def _block_words(seed: int, hash_id: int, block_tokens: int) -> tuple[str, ...]:
+def _block_words(seed: int, hash_id: int, block_tokens: int, vocabulary: tuple[str, ...]) -> tuple[str, ...]:
     """A block's words: fixed by its id and the seed. The cache is bounded, as a long trace has ~10^5 blocks."""
-    return tuple(seeded_words(block_tokens, "block", seed, hash_id).split())
+    return tuple(seeded_words(block_tokens, "block", seed, hash_id, vocabulary=vocabulary).split())
 
 
 class TraceError(ValueError):
@@ -120,6 +120,8 @@ class TraceReplay:
     block_tokens: int = MOONCAKE_BLOCK_TOKENS
     seed: int = 0
     ignore_eos: bool = True
+    words: tuple[str, ...] = PROMPT_WORDS
+    """What prompts are made of (the calibrated one-token words, where the endpoint tokenizes)."""
 
     def __post_init__(self) -> None:
         if not self.entries:
@@ -144,9 +146,13 @@ class TraceReplay:
         for hash_id in entry.hash_ids:
             if len(words) >= entry.input_length:
                 break
-            words += _block_words(self.seed, hash_id, self.block_tokens)[: entry.input_length - len(words)]
+            words += _block_words(self.seed, hash_id, self.block_tokens, self.words)[: entry.input_length - len(words)]
         rest = entry.input_length - len(words)
-        return " ".join(words) + (" " if words and rest else "") + (synthetic_prompt(rest, rng) if rest else "")
+        return (
+            " ".join(words)
+            + (" " if words and rest else "")
+            + (synthetic_prompt(rest, rng, self.words) if rest else "")
+        )
 
     def plan(self, entry: TraceEntry, kind: RequestKind, rng: random.Random) -> PlannedRequest:
         return PlannedRequest(kind, request_body(kind, self.prompt(entry, rng), entry.output_length, self.ignore_eos))

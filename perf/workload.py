@@ -18,6 +18,7 @@ from spec.routes import Api, RouteFamily, generation_route
 
 __all__ = [
     "APPROXIMATE_LENGTHS",
+    "PROMPT_WORDS",
     "Api",
     "Conversation",
     "LengthRange",
@@ -49,6 +50,9 @@ _WORD_TEXT: Final = (
     "dog one two three four five six seven eight nine ten light water stone house garden table window road"
 )
 _WORDS: Final = tuple(_WORD_TEXT.split())
+PROMPT_WORDS: Final = _WORDS
+"""The words synthetic prompts are made of; where the endpoint tokenizes, the runner keeps those it proves to be
+one token each (perf/tokenize.py), and prompts of those words have exact lengths."""
 
 
 @dataclass(frozen=True)
@@ -138,15 +142,16 @@ class LengthRange:
         return str(self.low) if self.low == self.high else f"{self.low}..{self.high}"
 
 
-def synthetic_prompt(words: int, rng: random.Random) -> str:
-    """About `words` tokens of random words: random so that no prefix cache serves one prompt to every user."""
-    return " ".join(rng.choices(_WORDS, k=words))
+def synthetic_prompt(words: int, rng: random.Random, vocabulary: Sequence[str] = _WORDS) -> str:
+    """`words` random words of `vocabulary` (about as many tokens; exactly as many with calibrated words): random
+    so that no prefix cache serves one prompt to every user."""
+    return " ".join(rng.choices(vocabulary, k=words))
 
 
-def seeded_words(words: int, *key: object) -> str:
+def seeded_words(words: int, *key: object, vocabulary: Sequence[str] = _WORDS) -> str:
     """`words` random words that depend only on `key`: every user, process and run with the same key gets the
     same text, which is what makes a shared prefix shared (and a run reproducible)."""
-    return " ".join(random.Random(":".join(map(str, ("llamacert", *key)))).choices(_WORDS, k=words))
+    return " ".join(random.Random(":".join(map(str, ("llamacert", *key)))).choices(vocabulary, k=words))
 
 
 def load_prompts(path: Path) -> list[str]:
@@ -179,6 +184,7 @@ class SharedPrefix:
     share: float = 1.0
     count: int = 1
     seed: int = 0
+    words: tuple[str, ...] = _WORDS
 
     def __post_init__(self) -> None:
         if self.tokens < 1:
@@ -190,7 +196,9 @@ class SharedPrefix:
 
     @cached_property
     def prefixes(self) -> tuple[str, ...]:
-        return tuple(seeded_words(self.tokens, "prefix", self.seed, index) for index in range(self.count))
+        return tuple(
+            seeded_words(self.tokens, "prefix", self.seed, index, vocabulary=self.words) for index in range(self.count)
+        )
 
     def draw(self, rng: random.Random) -> str | None:
         """A prefix for the next request, or None when it is one of the (1 - share) without."""
@@ -255,6 +263,8 @@ class Workload:
     """Above 1: each user holds conversations of this many turns (chat only)."""
     think_time_s: float = 0.0
     """Seconds a user waits between one turn's answer and its next message."""
+    words: tuple[str, ...] = _WORDS
+    """What synthetic prompts are made of (the calibrated one-token words, where the endpoint tokenizes)."""
 
     def __post_init__(self) -> None:
         if self.turns < 1:
@@ -270,7 +280,11 @@ class Workload:
 
     def draw_prompt(self, rng: random.Random) -> str:
         """A prompt: from the file or synthetic, after a shared prefix when one is drawn."""
-        prompt = rng.choice(self.prompts) if self.prompts else synthetic_prompt(self.prompt_tokens.sample(rng), rng)
+        prompt = (
+            rng.choice(self.prompts)
+            if self.prompts
+            else synthetic_prompt(self.prompt_tokens.sample(rng), rng, self.words)
+        )
         prefix = self.prefix.draw(rng) if self.prefix is not None else None
         return prompt if prefix is None else f"{prefix} {prompt}"
 

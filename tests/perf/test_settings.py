@@ -54,6 +54,7 @@ def test_settings_survive_a_round_trip_through_options() -> None:
     [
         {"prefix_tokens": 256, "prefix_share": 0.75, "prefix_count": 3, "turns": 4, "think_time": 1.5},
         {"trace": Path("trace.jsonl"), "trace_time_scale": 0.5, "trace_block_tokens": 16},
+        {"prompt_words": ("the", "of", "river")},
     ],
 )
 def test_workload_settings_survive_a_round_trip_through_options(workload: dict[str, object]) -> None:
@@ -97,6 +98,7 @@ def test_web_ui_strings_are_parsed() -> None:
         (["--trace=t.jsonl", "--turns=3"], "--trace sets prompts, lengths and arrival times itself: drop --turns"),
         (["--trace=t.jsonl", "--prefix-tokens=8"], "drop --prefix-tokens"),
         (["--trace=t.jsonl", "--arrival=constant", "--user-rate=1"], "drop --arrival"),
+        (["--prompt-words=the,,of"], "--prompt-words must be a comma-separated list"),
     ],
 )
 def test_bad_options(arguments: list[str], message: str) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from perf.settings import LoadSettings
+from perf.trace import TraceEntry, TraceReplay
 from perf.workload import (
     LengthRange,
     RequestKind,
@@ -180,3 +182,14 @@ def test_request_bodies() -> None:
     assert json.loads(request_body(RequestKind("chat"), history, 3, ignore_eos=True)) == {
         "messages": history, "max_tokens": 3, "ignore_eos": True
     }  # fmt: skip
+
+
+def test_calibrated_words_are_the_only_words_of_prompts_prefixes_and_trace_blocks() -> None:
+    words = ("river", "stone", "house")
+    settings = LoadSettings(prefix_tokens=6, prompt_tokens=LengthRange(3, 9), prompt_words=words)
+    rng = random.Random(5)
+    for _ in range(20):
+        prompt = settings.workload().draw_prompt(rng).split()
+        assert set(prompt) <= set(words) and 6 + 3 <= len(prompt) <= 6 + 9
+    replay = TraceReplay((TraceEntry(1, 0.0, 20, 2, (4, 5)),), block_tokens=8, words=words)
+    assert set(replay.prompt(replay.entries[0], rng).split()) <= set(words)

@@ -17,7 +17,7 @@ from perf.records import RequestRecord, read_records
 from perf.trace import TraceReplay, load_trace
 from perf.workload import SharedPrefix
 from reference_server.backends.simulated import SimulatedTokenModel
-from tests.perf.conftest import API_KEY, ReferenceFactory
+from tests.perf.conftest import API_KEY, ReferenceFactory, TrivialFactory
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,8 @@ def test_shared_prefixes_reach_the_server(tmp_path: Path, start_reference: Refer
     sizes = sorted({record.prompt_tokens or 0 for record in records})
     assert len(sizes) == 2 and sizes[1] - sizes[0] == 24, sizes
     assert summary["workload"]["kind"] == "shared-prefix"
-    assert summary["workload"]["prompt_lengths"].startswith("approximate")
+    # the reference server answers /tokenize: the prefix is exactly 24 tokens of text, the rest exactly 8
+    assert summary["workload"]["prompt_lengths"].startswith("exact (the endpoint's /tokenize)")
 
 
 def test_conversations_carry_their_history(
@@ -99,7 +100,7 @@ def test_conversations_carry_their_history(
     assert all(turn["ttft_ms"] is not None for turn in summary["turns"])
     assert _stats_names(tmp_path) == {"/v1/chat/completions (stream) turn 1", "/v1/chat/completions (stream) turn 2+"}
     output = capsys.readouterr().out
-    assert "turn 3:" in output and "prompt lengths are approximate" in output
+    assert "turn 3:" in output and "prompt lengths exact (the endpoint's /tokenize)" in output
 
 
 def test_a_trace_is_replayed_at_its_times(tmp_path: Path, start_reference: ReferenceFactory) -> None:
@@ -132,5 +133,35 @@ def test_a_trace_is_replayed_at_its_times(tmp_path: Path, start_reference: Refer
     assert prompts[0][:16] == prompts[2][:16] != prompts[1][:16] == prompts[3][:16]
     assert prompts[0][16:32] != prompts[2][16:32]
     assert summary["workload"]["kind"] == "trace" and summary["workload"]["late_requests"] == 0
+    assert summary["workload"]["prompt_lengths"].startswith("exact")
     # the run lasts as long as the trace (plus a second), not the scenario's duration
     assert records[-1].t_send - start == pytest.approx(replay.span_s, abs=0.15)
+
+
+def test_synthetic_prompts_have_the_asked_length_exactly(
+    tmp_path: Path, start_reference: ReferenceFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = start_reference()
+    status, summary, records = _load(
+        tmp_path, server.url, "--scenario", "smoke", "--duration", "2s", "--users", "1", "--mix", "completion",
+        "--prompt-tokens", "5..40", "--output-tokens", "2",
+    )  # fmt: skip
+    assert status == 0 and summary["errors"] == 0 and len(records) > 10
+    asked = [len(body["prompt"].split()) for body in server.bodies()]
+    assert len(asked) == len(records) and len(set(asked)) > 3 and all(5 <= length <= 40 for length in asked)
+    # one user sends one request at a time: records and bodies are in the same order; usage counts the asked
+    # length plus the simulated model's one start token, which the summary names
+    assert [record.prompt_tokens for record in records] == [length + 1 for length in asked]
+    assert "adds the model's 1 start token on completions" in summary["workload"]["prompt_lengths"]
+    assert "prompt lengths exact" in capsys.readouterr().out
+
+
+def test_without_a_tokenize_route_lengths_stay_approximate(
+    tmp_path: Path, start_trivial: TrivialFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, summary, records = _load(tmp_path, start_trivial(), "--scenario", "smoke", "--duration", "2s")
+    assert status == 0 and records
+    assert summary["workload"]["prompt_lengths"] == (
+        "approximate: prompts are common English words, about one token each (the endpoint has no tokenize route)"
+    )
+    assert "note: prompt lengths are approximate" in capsys.readouterr().out
