@@ -5,14 +5,16 @@ layer's own branches, llama.cpp's answer shape and a tokenizer that merges words
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 
 import httpx
 import pytest
 
+from launch import ReferenceServer
 from perf.runner import calibrate_prompts, prompt_lengths
 from perf.tokenize import calibrate_prompt_words, probe_tokenizer
-from perf.workload import PROMPT_WORDS
+from perf.workload import PROMPT_WORDS, synthetic_prompt
 from reference_server.backends.simulated import SimulatedTokenModel
 from tests.perf.conftest import API_KEY, ReferenceFactory, TrivialFactory
 
@@ -91,3 +93,19 @@ def test_a_tokenizer_that_merges_words_gives_approximate_lengths() -> None:
 def test_a_missing_route_is_no_tokenizer(status: int) -> None:
     client = httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(status)), base_url="http://x")
     assert probe_tokenizer(client) == (None, "the endpoint has no tokenize route")
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_on_the_real_model_prompts_of_calibrated_words_are_counted_exactly() -> None:
+    with ReferenceServer(["--parallel", "1"]) as server:
+        calibration = calibrate_prompts(server.url, server.api_key)
+        assert calibration.words is not None and len(calibration.words) > 40, calibration
+        rng = random.Random(3)
+        headers = {"Authorization": f"Bearer {server.api_key}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=120) as client:
+            for length in (1, 2, 9, 50, 200):
+                prompt = synthetic_prompt(length, rng, calibration.words)
+                answer = client.post("/v1/completions", json={"prompt": prompt, "max_tokens": 1})
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["usage"]["prompt_tokens"] == length + calibration.start_tokens
