@@ -38,8 +38,8 @@ __all__ = [
 APPROXIMATE_LENGTHS: Final = (
     "approximate: prompts are common English words, about one token each (the endpoint's tokenizer was not used)"
 )
-"""How prompt lengths are made, as the summary says it: the reference server exposes no tokenize route, and an
-endpoint under test need not either, so a prompt of N words stands for N tokens; `usage` has the true counts."""
+"""How prompt lengths are made when the endpoint's tokenizer was not asked (perf/runner.py `prompt_lengths` says
+why, or that they are exact): a prompt of N words stands for N tokens; `usage` has the true counts."""
 
 
 # Common English words: one token each for Llama tokenizers (with their leading space) and for the
