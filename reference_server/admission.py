@@ -59,11 +59,18 @@ class GenerationGate:
             headers={"Retry-After": str(self.retry_after_s)},
         )
 
-    async def admit(self) -> Permit:
-        """A permit to generate, or ApiError 503 (with Retry-After) when there is no room in time."""
+    def admit_now(self) -> Permit | None:
+        """A permit when there is room this instant (nobody waits for it); None when one must wait (`admit`)."""
         if self.capacity is None or (self.running < self.capacity and not self._waiters):
             self.running += 1
             return Permit(self)
+        return None
+
+    async def admit(self) -> Permit:
+        """A permit to generate, or ApiError 503 (with Retry-After) when there is no room in time."""
+        permit = self.admit_now()
+        if permit is not None:
+            return permit
         if len(self._waiters) >= self.max_waiting:
             raise self._refusal(f"{self.running} requests running and {len(self._waiters)} waiting")
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()

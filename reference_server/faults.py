@@ -53,7 +53,9 @@ class FractionFault:
 def request_id_of(request: Request) -> str:
     """The id the barrier gave this request (a fresh one when the app runs without the barrier)."""
     state: dict[str, Any] = request.scope.setdefault("state", {})
-    request_id: str = state.setdefault("request_id", uuid.uuid4().hex)
+    request_id: str | None = state.get("request_id")
+    if request_id is None:  # not setdefault: that would draw a uuid for every request the barrier named
+        request_id = state["request_id"] = uuid.uuid4().hex
     return request_id
 
 

@@ -84,6 +84,8 @@ class ServerMetrics:
         self.requests = Counter(
             "llamacert_requests", "Requests answered, by route and HTTP status.", ["route", "status"], registry=registry
         )
+        # route and status are bounded (known routes or "other"; HTTP statuses), so this cache is too
+        self._requests_by_label: dict[tuple[str, int], Counter] = {}
         self.prompt_tokens = Counter("llamacert_prompt_tokens", "Prompt tokens of settled requests.", registry=registry)
         self.generation_tokens = Counter(
             "llamacert_generation_tokens", "Tokens generated for settled requests.", registry=registry
@@ -119,6 +121,13 @@ class ServerMetrics:
             )
             remaining_requests.set_function(lambda: float(rate_limiter.snapshot().remaining_requests or 0))
             remaining_tokens.set_function(lambda: float(rate_limiter.snapshot().remaining_tokens or 0))
+
+    def _requests_child(self, route: str, status: int) -> Counter:
+        """The requests counter of one route and status, looked up once (labels() validates on every call)."""
+        child = self._requests_by_label.get((route, status))
+        if child is None:
+            child = self._requests_by_label[route, status] = self.requests.labels(route=route, status=str(status))
+        return child
 
     def count_tokens(self, prompt_tokens: int, generated_tokens: int) -> None:
         """A generation request settled: what it consumed."""
@@ -167,8 +176,7 @@ class ServerMetrics:
             try:
                 await app(scope, receive, watch)
             finally:
-                route = path if path in _KNOWN_ROUTES else "other"
-                self.requests.labels(route=route, status=str(status)).inc()
+                self._requests_child(path if path in _KNOWN_ROUTES else "other", status).inc()
 
         return observed
 

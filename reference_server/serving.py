@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from reference_server.admission import GenerationGate, Permit
@@ -283,16 +283,19 @@ class GenerationEndpoint:
         if state.drain.draining:
             raise state.drain.refusal()
         prepared = await self._prepare(request, state)
-        try:
-            # admitted (or refused with 503) before any status is sent, streamed or not (D56); a
-            # request whose client leaves while it waits never starts
-            permit = await unless_disconnected(request, state.gate.admit())
-        except ClientGone:
-            self._settle(state, prepared, 0)
-            return Response(status_code=CLIENT_CLOSED_STATUS)
-        except BaseException:
-            self._settle(state, prepared, 0)
-            raise
+        # admitted (or refused with 503) before any status is sent, streamed or not (D56); a
+        # request whose client leaves while it waits never starts. With a slot free there is no
+        # wait, so no disconnect watcher (two tasks) is started for it.
+        permit = state.gate.admit_now()
+        if permit is None:
+            try:
+                permit = await unless_disconnected(request, state.gate.admit())
+            except ClientGone:
+                self._settle(state, prepared, 0)
+                return Response(status_code=CLIENT_CLOSED_STATUS)
+            except BaseException:
+                self._settle(state, prepared, 0)
+                raise
         if prepared.params.stream:
             return _AdmittedStream(
                 permit,
@@ -448,7 +451,8 @@ class GenerationEndpoint:
                 for choice in choices
             ],
         )
-        return JSONResponse(body.model_dump(mode="json"), headers=prepared.limit_headers)
+        # pydantic writes the JSON itself: model_dump then json.dumps built and encoded it twice
+        return Response(body.model_dump_json(), media_type="application/json", headers=prepared.limit_headers)
 
     async def _stream(self, state: AppState, prepared: Prepared) -> AsyncIterator[str]:
         offsets: dict[int, int] = {}
