@@ -323,7 +323,7 @@ class GenerationEndpoint:
 
     async def _prepare(self, request: Request, state: AppState) -> Prepared:
         authenticate(request, state.api_key)
-        azure_kind = AZURE_ROUTE_KINDS.get(request.url.path)
+        azure_kind = AZURE_ROUTE_KINDS.get(request.scope["path"])  # not request.url: it builds a URL object
         if azure_kind is not None:
             check_api_version(request)
         data = await read_json_object(request, state.body_limits)
