@@ -7,7 +7,6 @@ nothing until its generation ends, so without this it would generate on for nobo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -34,17 +33,32 @@ async def _disconnected(request: Request) -> None:
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     """The result of `work`, or ClientGone once the client disconnects first (`work` is cancelled,
     so whatever it holds, a place in a queue or a running generation, is let go at once)."""
-    task = asyncio.ensure_future(work)
+    # `work` runs in this task and the watcher cancels this task, the way asyncio.timeout does: one
+    # task per request instead of two, and no asyncio.wait
+    current = asyncio.current_task()
+    if current is None:
+        raise RuntimeError("unless_disconnected must run inside a task")
+    gone = False
+    finished = False
+
+    def on_watcher_done(watcher: asyncio.Future[None]) -> None:
+        nonlocal gone
+        # `finished`: the work ended first (this callback may already have been scheduled by then)
+        if finished or watcher.cancelled():
+            return
+        watcher.exception()  # a receive that failed means the client is gone too; retrieved, not logged
+        gone = True
+        current.cancel()
+
     watcher = asyncio.ensure_future(_disconnected(request))
+    watcher.add_done_callback(on_watcher_done)
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        raise ClientGone
+        return await work
+    except asyncio.CancelledError:
+        # ours alone (no other cancellation of this task pending): the client left
+        if gone and current.uncancel() == 0:
+            raise ClientGone from None
+        raise
     finally:
+        finished = True
         watcher.cancel()
-        if not task.done():  # this coroutine itself was cancelled
-            task.cancel()
