@@ -30,7 +30,9 @@ def _at_capacity(
     return 503, json.dumps(envelope).encode(), {"content-type": "application/json", "retry-after": "0"}
 
 
-def _certify(liberty: Liberty, out: Path) -> subprocess.CompletedProcess[str]:
+def _certify(
+    liberty: Liberty, out: Path, profile: str = "managed-compute", routes: str = "llama", *extra: str
+) -> subprocess.CompletedProcess[str]:
     with serve(liberty) as url:
         command = [
             sys.executable,
@@ -41,18 +43,32 @@ def _certify(liberty: Liberty, out: Path) -> subprocess.CompletedProcess[str]:
             url,
             f"--api-key={KEY}",
             "--profile",
-            "managed-compute",
+            profile,
             "--routes",
-            "llama",
+            routes,
             "--quick",
             "--load-duration",
             "3s",
             "--out",
             str(out),
+            *extra,
         ]
         return subprocess.run(
             command, capture_output=True, text=True, timeout=400, cwd=ROOT, env=project_environment(), check=False
         )
+
+
+@pytest.mark.slow
+def test_the_quick_suite_passes_a_serverless_profile_that_requires_every_rule(tmp_path: Path) -> None:
+    """--quick sends fewer cases, not fewer routes: the Azure rules a serverless profile requires still run."""
+    serverless = Variant("unbroken", profile="serverless-llama31", routes="both")
+    run = _certify(serverless, tmp_path, "serverless-llama31", "both", "--rate-limit-test", "on")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "verdict for serverless-llama31: PASS" in run.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    rules = {rule["rule_id"]: rule["outcome"] for rule in report["conformance"]["rules"]}
+    azure_rules = ("azure.api_version", "azure.extra_parameters", "azure.sse_framing")
+    assert all(rules[rule_id] == "pass" for rule_id in azure_rules)
 
 
 @pytest.mark.slow
