@@ -66,25 +66,24 @@ def generation_route(api: Api, family: RouteFamily) -> GenerationRoute:
     raise LookupError(f"spec/openapi.yaml has no {api} route in the {family} family")
 
 
-@functools.cache
-def info_path() -> str:
-    """The model-information route (GET)."""
+def _path_of(method: str, operation_id: str) -> str:
+    """The one path whose `method` operation has `operation_id`."""
     paths: list[str] = [
         path
         for path, operations in load_document()["paths"].items()
-        if isinstance(operations.get("get"), dict) and operations["get"]["operationId"] == "getModelInfo"
+        if isinstance(operations.get(method), dict) and operations[method]["operationId"] == operation_id
     ]
     (path,) = paths
     return path
+
+
+@functools.cache
+def info_path() -> str:
+    """The model-information route (GET)."""
+    return _path_of("get", "getModelInfo")
 
 
 @functools.cache
 def tokenize_path() -> str:
     """The tokenize route (POST, an extension: D58)."""
-    paths: list[str] = [
-        path
-        for path, operations in load_document()["paths"].items()
-        if isinstance(operations.get("post"), dict) and operations["post"]["operationId"] == "tokenize"
-    ]
-    (path,) = paths
-    return path
+    return _path_of("post", "tokenize")
