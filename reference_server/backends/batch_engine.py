@@ -158,8 +158,9 @@ class BatchEngine:
         self._closed = False
         self._stats = EngineStats()
         self._left_out = 0
-        self._last_decode_s = 0.0
         """Expected sequences that missed the last gather window."""
+        self._last_decode_s = 0.0
+        """Wall time of the last llama_decode: the gather window is a share of it."""
         self._thread = threading.Thread(target=self._loop, name="llamacpp-batch", daemon=True)
         self._thread.start()
 
